@@ -1,0 +1,1 @@
+"""Run history: the ExecutionStore interface and its SQLite and Postgres stores."""

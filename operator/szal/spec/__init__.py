@@ -1,0 +1,63 @@
+"""Workflow and WorkflowRun specifications (pydantic models).
+
+These models are the single source of truth: the engine validates and plans
+from them, the CLI loads YAML into them, and ``szal crds`` generates the CRD
+schemas in ``crds/`` from them. This package imports nothing of the project.
+"""
+
+from szal.spec.durations import DURATION_PATTERN, DurationError, format_duration, parse_duration
+from szal.spec.models import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    Compensation,
+    EnvVar,
+    GpuRequest,
+    Launcher,
+    Mode,
+    ObjectMeta,
+    Param,
+    ParamValue,
+    PodMetadata,
+    PodOptions,
+    Resources,
+    Retries,
+    Step,
+    StepTemplate,
+    Trigger,
+    Workflow,
+    WorkflowRef,
+    WorkflowRun,
+    WorkflowRunSpec,
+    WorkflowSpec,
+)
+
+__all__ = [
+    "API_VERSION",
+    "DURATION_PATTERN",
+    "GROUP",
+    "VERSION",
+    "Compensation",
+    "DurationError",
+    "EnvVar",
+    "GpuRequest",
+    "Launcher",
+    "Mode",
+    "ObjectMeta",
+    "Param",
+    "ParamValue",
+    "PodMetadata",
+    "PodOptions",
+    "Resources",
+    "Retries",
+    "Step",
+    "StepTemplate",
+    "Trigger",
+    "Workflow",
+    "WorkflowRef",
+    "WorkflowRun",
+    "WorkflowRunSpec",
+    "WorkflowSpec",
+    "format_duration",
+    "parse_duration",
+]

@@ -1,0 +1,214 @@
+"""Pydantic models of the ``szal.dev/v1alpha1`` Workflow and WorkflowRun.
+
+Field names are the wire names (camelCase) through aliases; Python code uses
+snake_case. Unknown fields are refused (``extra="forbid"``) so a typo such as
+``dependson`` is an error naming the field rather than a silently ignored key.
+Models are frozen: a loaded spec never changes under the engine's feet.
+
+Only *shape* is checked here (types, enums, patterns, bounds). Checks that
+need the whole workflow (unique names, dependencies, cycles, ``when``
+references, GPU capacity) live in ``szal.engine.validation`` so that all of
+them are collected and reported together with the step and field they concern.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from szal.spec.durations import DURATION_PATTERN
+
+GROUP = "szal.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+#: DNS-1123 label: what Kubernetes accepts as a label value and a name part.
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+Mode = Literal["Sequential", "Parallel", "Dag", "Hierarchical"]
+Trigger = Literal["All", "Any"]
+Backoff = Literal["Fixed", "Linear", "Exponential"]
+Launcher = Literal["Pod", "Job"]
+ParamValue = str | int | float | bool
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, examples=["90s", "1m30s"])]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class EnvVar(_Model):
+    """An environment variable given to a step."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    value: str = ""
+
+
+class GpuRequest(_Model):
+    """GPUs a step needs: a count and, optionally, the product (node label)."""
+
+    count: Annotated[int, Field(ge=1, le=64)] = 1
+    product: str | None = None
+
+
+class Resources(_Model):
+    """CPU, memory (Kubernetes quantities) and GPUs for a step."""
+
+    cpu: str | None = None
+    memory: str | None = None
+    gpu: GpuRequest | None = None
+
+
+class Retries(_Model):
+    """Retry policy: attempts = limit + 1; delay grows per ``backoff``."""
+
+    limit: Annotated[int, Field(ge=0, le=100)] = 0
+    backoff: Backoff = "Fixed"
+    delay: Duration = "1s"
+    max_delay: Duration | None = None
+
+
+class PodMetadata(_Model):
+    """Labels and annotations copied onto a step's Pod."""
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class PodOptions(_Model):
+    """Pod-level settings for a step (cluster only; ignored locally)."""
+
+    metadata: PodMetadata | None = None
+    service_account_name: str | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: list[dict[str, Any]] | None = None
+    affinity: dict[str, Any] | None = None
+    priority_class_name: str | None = None
+    security_context: dict[str, Any] | None = None
+
+
+class Compensation(_Model):
+    """A step's rollback: a command run when the run fails (reverse order)."""
+
+    image: str | None = None
+    command: list[str] | None = None
+    args: list[str] | None = None
+    script: str | None = None
+    env: list[EnvVar] | None = None
+    timeout: Duration | None = None
+
+
+class StepTemplate(_Model):
+    """Defaults merged into every step (a step's own fields win)."""
+
+    image: str | None = None
+    command: list[str] | None = None
+    args: list[str] | None = None
+    script: str | None = None
+    env: list[EnvVar] | None = None
+    timeout: Duration | None = None
+    retries: Retries | None = None
+    resources: Resources | None = None
+    launcher: Launcher | None = None
+    pod: PodOptions | None = None
+
+
+class Step(_Model):
+    """One step: a container (or local process), its wiring and its policies."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    image: str | None = None
+    command: list[str] | None = None
+    args: list[str] | None = None
+    script: str | None = None
+    env: list[EnvVar] | None = None
+    timeout: Duration | None = None
+    retries: Retries | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    trigger: Trigger = "All"
+    when: str | None = None
+    rollback: Compensation | None = None
+    resources: Resources | None = None
+    steps: list[Step] | None = None
+    mode: Mode | None = None
+    launcher: Launcher | None = None
+    pod: PodOptions | None = None
+
+
+class Param(_Model):
+    """A workflow parameter; without a default, every run must give it."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
+    default: ParamValue | None = None
+    description: str | None = None
+
+
+class WorkflowSpec(_Model):
+    """What a Workflow defines: its steps and how they run."""
+
+    version: Annotated[int, Field(ge=1)] = 1
+    mode: Mode = "Sequential"
+    params: list[Param] = Field(default_factory=list)
+    timeout: Duration | None = None
+    max_parallel: Annotated[int, Field(ge=1)] | None = None
+    fail_fast: bool = False
+    rollback_on_failure: bool = False
+    template: StepTemplate | None = None
+    steps: Annotated[list[Step], Field(min_length=1)]
+
+
+class ObjectMeta(BaseModel):
+    """The part of Kubernetes object metadata that Szál reads."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Workflow(_Model):
+    """A Workflow object (``kind: Workflow``)."""
+
+    api_version: Literal["szal.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["Workflow"]
+    metadata: ObjectMeta
+    spec: WorkflowSpec
+    status: dict[str, Any] | None = None
+
+
+class WorkflowRef(_Model):
+    """Names the Workflow a run executes (same namespace)."""
+
+    name: Annotated[str, Field(min_length=1)]
+
+
+class WorkflowRunSpec(_Model):
+    """What a WorkflowRun asks for: which workflow, params, and controls."""
+
+    workflow_ref: WorkflowRef | None = None
+    workflow: WorkflowSpec | None = None
+    params: dict[str, ParamValue] = Field(default_factory=dict)
+    suspend: bool = False
+    cancel: bool = False
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = None
+
+
+class WorkflowRun(_Model):
+    """A WorkflowRun object (``kind: WorkflowRun``)."""
+
+    api_version: Literal["szal.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["WorkflowRun"]
+    metadata: ObjectMeta
+    spec: WorkflowRunSpec
+    status: dict[str, Any] | None = None
