@@ -48,6 +48,7 @@ class RunRecord:
     finished_at: float | None = None
     message: str | None = None
     progress: str | None = None
+    interrupted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
