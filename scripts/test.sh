@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# `make test`: start what the tests need, run the whole suite, clean up.
+#
+# 1. Postgres from the machine's Debian packages (tests/postgres/pg.sh).
+# 2. The pinned Kubernetes control plane: built from the Go module proxy into
+#    a cache outside the repo (reused when warm) and started on loopback with
+#    kwok nodes (e2e/cluster/). Set SZAL_E2E_KUBECONFIG to use another cluster
+#    (kind, for example) instead; then nothing is built or started.
+# 3. Lint (ruff, mypy strict, import-linter), then pytest over tests/ and e2e/.
+# Whatever this script started is stopped on exit, pass or fail. Nothing is
+# skipped for a missing dependency: a part that cannot start fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+started_pg=0
+started_cluster=0
+log() { echo "[make test] $*" >&2; }
+
+cleanup() {
+  local rc=$?
+  if [[ $started_cluster == 1 ]]; then log "stopping the test cluster"; bash e2e/cluster/down.sh || true; fi
+  if [[ $started_pg == 1 ]]; then log "stopping Postgres"; bash tests/postgres/pg.sh stop || true; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+log "lint: ruff, mypy (strict), import-linter"
+$BIN/ruff check operator tests e2e bench
+$BIN/ruff format --check operator tests e2e bench
+$BIN/mypy
+$BIN/lint-imports
+
+log "starting Postgres"
+started_pg=1
+SZAL_TEST_PG_DSN="$(bash tests/postgres/pg.sh start)"
+export SZAL_TEST_PG_DSN
+
+if [[ -z "${SZAL_E2E_KUBECONFIG:-}" ]]; then
+  log "building (or reusing) the pinned control plane"
+  t0=$(date +%s)
+  bash e2e/cluster/build.sh >/dev/null
+  log "control plane binaries ready in $(( $(date +%s) - t0 ))s"
+  started_cluster=1
+  bash e2e/cluster/up.sh
+  SZAL_E2E_KUBECONFIG="${SZAL_CLUSTER_DIR:-/tmp/szal-cluster}/kubeconfig"
+  export SZAL_E2E_KUBECONFIG
+else
+  log "using the cluster named by SZAL_E2E_KUBECONFIG=$SZAL_E2E_KUBECONFIG"
+fi
+
+log "running the test suite"
+$BIN/pytest -p no:cacheprovider tests e2e "$@"
