@@ -280,8 +280,9 @@ def _expected(names: Sequence[str] | set[str] | frozenset[str]) -> str | None:
 
 
 def _end_position(source: str) -> Position:
-    lines = source.split("\n")
-    return (len(lines), len(lines[-1].rstrip()) + 1)
+    # Just after the last visible character: where the missing part belongs.
+    lines = source.rstrip().split("\n")
+    return (len(lines), len(lines[-1]) + 1)
 
 
 def _syntax_error(source: str, error: lark.exceptions.UnexpectedInput) -> _Invalid:
