@@ -1,0 +1,39 @@
+"""Store factories for the ExecutionStore contract tests.
+
+``store`` is parametrized over every implementation: each factory is an
+async context manager yielding a migrated, empty store. Add a store by
+appending one entry to ``STORE_FACTORIES`` (the Postgres store adds its own,
+backed by the server the test setup starts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from szal.history.sqlite import SqliteStore
+from szal.history.store import ExecutionStore
+
+StoreFactory = Callable[[Path], AbstractAsyncContextManager[ExecutionStore]]
+
+
+@asynccontextmanager
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[ExecutionStore]:
+    store = SqliteStore(tmp_path / "history.db")
+    await store.migrate()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+STORE_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_store}
+
+
+@pytest.fixture(params=sorted(STORE_FACTORIES))
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ExecutionStore]:
+    async with STORE_FACTORIES[request.param](tmp_path) as opened:
+        yield opened
