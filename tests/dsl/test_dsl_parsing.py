@@ -87,6 +87,7 @@ class TestLiterals:
             (r"'a\rb'", "a\rb"),
             (r"'a\\b'", "a\\b"),
             (r"'it\'s'", "it's"),
+            (r"'\b\f\/'", "\b\f/"),
             (r'"\"q\""', '"q"'),
             (r"'caf\u00e9'", "café"),
             (r"'\u00E9'", "é"),

@@ -68,7 +68,18 @@ STEP_FIELDS: Final = ("phase", "outputs", "exitCode", "attempts")
 RUN_FIELDS: Final = ("name", "namespace")
 ROOTS: Final = ("params", "steps", "run")
 
-_ESCAPES: Final = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
+# The usual C escapes plus those of JSON (\b, \f, \/), so a JSON string pastes as is.
+_ESCAPES: Final = {
+    "n": "\n",
+    "t": "\t",
+    "r": "\r",
+    "b": "\b",
+    "f": "\f",
+    "/": "/",
+    "\\": "\\",
+    "'": "'",
+    '"': '"',
+}
 _HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
 
 
@@ -120,7 +131,7 @@ def _decode_string(token: Token) -> str:
             raise _Invalid(
                 f"invalid escape '\\{escape}'",
                 where,
-                "use \\n, \\t, \\r, \\\\, \\', \\\" or \\uXXXX",
+                "use \\n, \\t, \\r, \\b, \\f, \\/, \\\\, \\', \\\" or \\uXXXX",
             )
     decoded = "".join(parts)
     # Join UTF-16 surrogate pairs written as two \u escapes (JSON style).
