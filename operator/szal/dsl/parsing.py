@@ -25,20 +25,29 @@ Decisions:
   ``order`` and ``nothing`` are names, ``x ornot y`` is an error. After a
   dot any word is a key, keyword or not, and it may start with a digit
   (``steps.1st-build.phase``).
+* Names may contain ``-`` (``steps.unit-test.phase``). With no arithmetic,
+  a ``-`` is otherwise only the sign of a number literal written against its
+  digits: ``params.a-1`` is the param ``a-1``, ``x == -1`` compares with
+  minus one, and ``- 1`` or ``-x`` is an error.
 * Names are checked here, not at evaluation: the root must be ``params``,
   ``steps`` or ``run``; ``params.<p>`` and ``steps.<s>.<field>`` need their
   names as constants (``.name`` or ``['name']``), because a reference the
   validator cannot see is a check it cannot make; a step's field is one of
   phase, outputs, exitCode, attempts; ``run.<x>`` is name or namespace.
   What lies below ``outputs`` (or a param's value) is data and is not checked.
+* Strings take single or double quotes and the escapes ``\\n \\t \\r \\\\
+  \\' \\" \\uXXXX`` plus JSON's ``\\b \\f \\/``, so a JSON string pastes as is;
+  ``\\uD83D\\uDE00`` pairs join into one character. Any other escape is an
+  error pointing at the backslash, not a silent literal.
 * Every error is a :class:`~szal.dsl.ConditionError` whose message reads
-  ``<what> at line L, column C[: <hint>]``.
+  ``<what> at line L, column C[: <hint>]``, e.g. ``unknown name 'foo' at
+  line 1, column 1: expected params, steps or run``.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable
 from importlib import resources
 from typing import Final, cast
 
@@ -269,7 +278,7 @@ _TYPO_HINTS: Final = {
 }
 
 
-def _expected(names: Sequence[str] | set[str] | frozenset[str]) -> str | None:
+def _expected(names: Iterable[str]) -> str | None:
     expected = set(names)
     words: list[str] = []
     if expected & _VALUE_STARTS:
