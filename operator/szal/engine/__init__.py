@@ -2,4 +2,116 @@
 
 No I/O and no clock: the planner takes ``now`` and returns actions and the
 next state. Both runners (local, Kubernetes) are thin shells around it.
+
+Typical use by a runner::
+
+    workflow = parse_workflow(document, source=path)          # WorkflowInvalid
+    params, issues = validate_run_params(workflow.spec, given)
+    resolved = resolve_workflow(workflow.spec, name=..., params=params)
+    state = new_run_state(resolved)          # or RunState.from_status(saved)
+    planner = Planner(resolved, run_name=run)
+    plan = planner.plan(state, observations, now)
 """
+
+from szal.engine.actions import (
+    Action,
+    AttemptRef,
+    Launch,
+    Observation,
+    Plan,
+    Stop,
+    Transition,
+)
+from szal.engine.environment import param_variable, run_context, step_environment
+from szal.engine.migrations import (
+    CURRENT_VERSION,
+    MigrationError,
+    MigrationRegistry,
+    default_registry,
+    definition_version,
+    upgrade,
+)
+from szal.engine.phases import (
+    RUN_TRANSITIONS,
+    STEP_TRANSITIONS,
+    InvalidTransition,
+    RunPhase,
+    StepPhase,
+    run_transition,
+    step_transition,
+)
+from szal.engine.planner import (
+    CONDITION_NOT_MET,
+    DEPENDENCY_FAILED,
+    PARENT_STEP_FAILED,
+    PRIOR_STEP_FAILED,
+    Planner,
+    new_run_state,
+)
+from szal.engine.state import PinnedWorkflow, RollbackState, RunState, StepState
+from szal.engine.validation import (
+    SpecIssue,
+    WorkflowInvalid,
+    issues_from_validation_error,
+    parse_workflow,
+    parse_workflow_run,
+    spec_hash,
+    validate_run_params,
+    validate_workflow,
+)
+from szal.engine.workflow import (
+    Command,
+    ResolvedStep,
+    ResolvedWorkflow,
+    RetryPolicy,
+    resolve_workflow,
+)
+
+__all__ = [
+    "CONDITION_NOT_MET",
+    "CURRENT_VERSION",
+    "DEPENDENCY_FAILED",
+    "PARENT_STEP_FAILED",
+    "PRIOR_STEP_FAILED",
+    "RUN_TRANSITIONS",
+    "STEP_TRANSITIONS",
+    "Action",
+    "AttemptRef",
+    "Command",
+    "InvalidTransition",
+    "Launch",
+    "MigrationError",
+    "MigrationRegistry",
+    "Observation",
+    "PinnedWorkflow",
+    "Plan",
+    "Planner",
+    "ResolvedStep",
+    "ResolvedWorkflow",
+    "RetryPolicy",
+    "RollbackState",
+    "RunPhase",
+    "RunState",
+    "SpecIssue",
+    "StepPhase",
+    "StepState",
+    "Stop",
+    "Transition",
+    "WorkflowInvalid",
+    "default_registry",
+    "definition_version",
+    "issues_from_validation_error",
+    "new_run_state",
+    "param_variable",
+    "parse_workflow",
+    "parse_workflow_run",
+    "resolve_workflow",
+    "run_context",
+    "run_transition",
+    "spec_hash",
+    "step_environment",
+    "step_transition",
+    "upgrade",
+    "validate_run_params",
+    "validate_workflow",
+]

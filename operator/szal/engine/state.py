@@ -231,7 +231,7 @@ class RunState:
         if not data:
             return cls()
         steps = {name: StepState.from_status(s) for name, s in (data.get("steps") or {}).items()}
-        cond = next(
+        cond: StatusDict = next(
             (c for c in data.get("conditions") or [] if c.get("type") == "Succeeded"), {}
         )
         wf = data.get("workflow")

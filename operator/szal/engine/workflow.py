@@ -10,10 +10,25 @@ and never walks the spec again.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from szal.dsl import Condition
-from szal.spec import GpuRequest, Launcher, Mode, PodOptions, Trigger
+from szal.dsl import Condition, compile_condition
+from szal.spec import (
+    EnvVar,
+    GpuRequest,
+    Launcher,
+    Mode,
+    PodMetadata,
+    PodOptions,
+    Retries,
+    Step,
+    StepTemplate,
+    Trigger,
+    WorkflowSpec,
+    parse_duration,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +114,151 @@ class ResolvedWorkflow:
     params: dict[str, object]
     steps: tuple[ResolvedStep, ...]
     by_name: dict[str, ResolvedStep]
+
+
+def _merge_env(*layers: list[EnvVar] | None) -> tuple[tuple[str, str], ...]:
+    merged: dict[str, str] = {}
+    for layer in layers:
+        for var in layer or ():
+            merged[var.name] = var.value
+    return tuple(merged.items())
+
+
+def _tuple(values: list[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)
+
+
+def _merge_pod(step: PodOptions | None, template: PodOptions | None) -> PodOptions | None:
+    if step is None or template is None:
+        return step or template
+    fields: dict[str, Any] = {}
+    for name in PodOptions.model_fields:
+        mine, theirs = getattr(step, name), getattr(template, name)
+        fields[name] = mine if mine is not None else theirs
+    if step.metadata is not None and template.metadata is not None:
+        fields["metadata"] = PodMetadata(
+            labels={**template.metadata.labels, **step.metadata.labels},
+            annotations={**template.metadata.annotations, **step.metadata.annotations},
+        )
+    return PodOptions(**fields)
+
+
+def _retry_policy(retries: Retries | None) -> RetryPolicy:
+    if retries is None:
+        return RetryPolicy()
+    return RetryPolicy(
+        limit=retries.limit,
+        backoff=retries.backoff,
+        delay=parse_duration(retries.delay),
+        max_delay=None if retries.max_delay is None else parse_duration(retries.max_delay),
+    )
+
+
+def _command(step: Step, template: StepTemplate) -> Command:
+    if step.script is not None:
+        command, args, script = None, None, step.script
+    elif step.command is not None:
+        command, args, script = step.command, step.args, None
+    elif step.args is not None:
+        command, args, script = template.command, step.args, None
+        if template.command is None:
+            script = template.script
+    else:
+        command, args, script = template.command, template.args, template.script
+    return Command(
+        image=step.image if step.image is not None else template.image,
+        command=_tuple(command),
+        args=_tuple(args),
+        script=script,
+        env=_merge_env(template.env, step.env),
+    )
+
+
+def resolve_workflow(
+    spec: WorkflowSpec,
+    *,
+    name: str,
+    params: Mapping[str, object],
+    validate: bool = True,
+) -> ResolvedWorkflow:
+    """Resolve ``spec`` for a run named by ``name`` (the Workflow's name).
+
+    ``params`` are the run's resolved params (see
+    :func:`szal.engine.validation.validate_run_params`). With ``validate``
+    (the default) the spec is validated first and :class:`WorkflowInvalid`
+    raised on any issue: the planner relies on an acyclic, well-formed graph.
+    Template merge: a step's own fields win; ``command``/``args``/``script``
+    form one unit (a step's ``script`` or ``command`` replaces the template's
+    whole unit, a step's lone ``args`` go with the template's ``command``);
+    ``env`` merges by name; ``pod`` merges field by field (labels and
+    annotations key by key); a compensation inherits the step's image and env.
+    """
+    from szal.engine.validation import raise_for_issues, spec_hash, validate_workflow
+
+    if validate:
+        raise_for_issues(validate_workflow(spec))
+    template = spec.template or StepTemplate()
+    flat: list[tuple[Step, str | None, Mode]] = []
+
+    def visit(steps: list[Step], parent: str | None, group_mode: Mode) -> None:
+        for step in steps:
+            flat.append((step, parent, group_mode))
+            if step.steps:
+                visit(step.steps, step.name, step.mode or "Sequential")
+
+    visit(spec.steps, None, spec.mode)
+    resolved: list[ResolvedStep] = []
+    for index, (step, parent, group_mode) in enumerate(flat):
+        command = _command(step, template)
+        rollback: Command | None = None
+        rollback_timeout: float | None = None
+        if step.rollback is not None:
+            comp = step.rollback
+            rollback = Command(
+                image=comp.image if comp.image is not None else command.image,
+                command=_tuple(comp.command),
+                args=_tuple(comp.args),
+                script=comp.script,
+                env=_merge_env(template.env, step.env, comp.env),
+            )
+            rollback_timeout = None if comp.timeout is None else parse_duration(comp.timeout)
+        timeout = step.timeout if step.timeout is not None else template.timeout
+        resources = step.resources if step.resources is not None else template.resources
+        resolved.append(
+            ResolvedStep(
+                name=step.name,
+                index=index,
+                command=command,
+                timeout=None if timeout is None else parse_duration(timeout),
+                retries=_retry_policy(
+                    step.retries if step.retries is not None else template.retries
+                ),
+                depends_on=tuple(dict.fromkeys(step.depends_on)),
+                trigger=step.trigger,
+                when=compile_condition(step.when) if step.when is not None else None,
+                rollback=rollback,
+                rollback_timeout=rollback_timeout,
+                cpu=resources.cpu if resources else None,
+                memory=resources.memory if resources else None,
+                gpu=resources.gpu if resources else None,
+                launcher=step.launcher or template.launcher or "Pod",
+                pod=_merge_pod(step.pod, template.pod),
+                parent=parent,
+                children=tuple(child.name for child in step.steps or ()),
+                group_mode=group_mode,
+                mode=step.mode or "Sequential",
+            )
+        )
+    return ResolvedWorkflow(
+        name=name,
+        version=spec.version,
+        spec_hash=spec_hash(spec),
+        mode=spec.mode,
+        timeout=None if spec.timeout is None else parse_duration(spec.timeout),
+        max_parallel=spec.max_parallel,
+        fail_fast=spec.fail_fast,
+        rollback_on_failure=spec.rollback_on_failure,
+        params=dict(params),
+        steps=tuple(resolved),
+        by_name={step.name: step for step in resolved},
+    )
