@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
+from tests.postgres.server import temporary_store
 
 from szal.history.sqlite import SqliteStore
 from szal.history.store import ExecutionStore
@@ -30,7 +31,14 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[ExecutionStore]:
         await store.close()
 
 
-STORE_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_store}
+@asynccontextmanager
+async def postgres_store(tmp_path: Path) -> AsyncIterator[ExecutionStore]:
+    # A schema of its own on the test server (tests/postgres/server.py).
+    async with temporary_store() as store:
+        yield store
+
+
+STORE_FACTORIES: dict[str, StoreFactory] = {"sqlite": sqlite_store, "postgres": postgres_store}
 
 
 @pytest.fixture(params=sorted(STORE_FACTORIES))
