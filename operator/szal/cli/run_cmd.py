@@ -1,0 +1,176 @@
+"""``szal run FILE``: run a workflow on this machine, recorded in local history.
+
+Steps run as local processes (``image`` is ignored; see docs/local-mode.md),
+driven by the same planner as the operator. The run's status (DESIGN.md
+section 3) is printed with ``--json``; progress goes to the terminal as a
+live tree, or as one line per transition when output is not a terminal.
+
+Exit codes: 0 the run Succeeded; 1 it ended in another phase; 2 invalid
+input (nothing ran); 130 / 143 after SIGINT / SIGTERM: running steps get
+SIGTERM (SIGKILL after ``--grace-period``; a second signal kills at once),
+steps not started are Cancelled, the run ends Cancelled and is recorded so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+
+from szal.cli.commanding import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Subcommand
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="a Workflow or WorkflowRun YAML file")
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a workflow param (repeatable); overrides the WorkflowRun's params",
+    )
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        help="history database (default: $XDG_DATA_HOME/szal/history.db,"
+        " i.e. ~/.local/share/szal/history.db)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the final run status as JSON on stdout"
+    )
+    parser.add_argument(
+        "--max-parallel",
+        type=int,
+        metavar="N",
+        help="run at most N steps at once (overrides the workflow's maxParallel)",
+    )
+    parser.add_argument(
+        "--grace-period",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="between SIGTERM and SIGKILL when a step is stopped (default: 10)",
+    )
+    parser.add_argument("--name", help="the run's name (default: <workflow>-<random>)")
+
+
+def handle(args: argparse.Namespace) -> int:
+    from szal.cli.loading import InputError, load_file, parse_param_options
+    from szal.runners.local.gpus import discover_gpus
+
+    if args.max_parallel is not None and args.max_parallel < 1:
+        print("szal: --max-parallel: must be at least 1", file=sys.stderr)
+        return EXIT_INVALID
+    gpus = discover_gpus()
+    try:
+        params = parse_param_options(args.param)
+        loaded = load_file(args.file, params, gpus_available=len(gpus))
+    except InputError as exc:
+        for line in str(exc).splitlines():
+            print(f"szal: {line}", file=sys.stderr)
+        return EXIT_INVALID
+    return asyncio.run(_run(args, loaded, gpus))
+
+
+async def _run(args: argparse.Namespace, loaded: object, gpus: tuple[str, ...]) -> int:
+    from szal.cli.loading import LoadedRun
+    from szal.cli.progress import LiveTree, PlainLines
+    from szal.engine.validation import WorkflowInvalid
+    from szal.engine.workflow import resolve_workflow
+    from szal.history.recording import RunIdentity
+    from szal.history.sqlite import SqliteStore, default_db_path
+    from szal.history.store import SchemaTooNew
+    from szal.runners.local import LocalRunner, LocalSettings
+
+    assert isinstance(loaded, LoadedRun)
+    try:
+        workflow = resolve_workflow(loaded.spec, name=loaded.workflow_name, params=loaded.params)
+    except WorkflowInvalid as exc:
+        for issue in exc.issues:
+            print(
+                f"szal: {loaded.source}: Workflow {loaded.workflow_name}: {issue}", file=sys.stderr
+            )
+        return EXIT_INVALID
+
+    store = SqliteStore(args.db or default_db_path())
+    try:
+        await store.migrate()
+    except SchemaTooNew as exc:
+        await store.close()
+        print(f"szal: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+
+    run_name = args.name or loaded.run_name or f"{loaded.workflow_name}-{uuid.uuid4().hex[:5]}"
+    identity = RunIdentity(
+        uid=str(uuid.uuid4()),
+        name=run_name,
+        namespace=loaded.namespace,
+        created_at=time.time(),
+        params=loaded.params,
+        definition=loaded.definition,
+    )
+    progress_out = sys.stderr if args.json else sys.stdout
+    listener: LiveTree | PlainLines
+    if progress_out.isatty() and os.environ.get("TERM") != "dumb":
+        from rich.console import Console
+
+        listener = LiveTree(Console(file=progress_out), workflow, run_name)
+    else:
+        listener = PlainLines(progress_out, run_name)
+
+    runner = LocalRunner(
+        workflow,
+        identity,
+        store=store,
+        settings=LocalSettings(
+            max_parallel=args.max_parallel,
+            grace_period=args.grace_period,
+            gpus=gpus,
+        ),
+        listener=listener,
+    )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, runner.request_cancel, signum)
+    try:
+        state = await runner.run()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        listener.close()
+        await store.close()
+
+    if args.json:
+        json.dump(state.to_status(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    else:
+        from szal.spec.durations import format_duration
+
+        took = state.duration()
+        summary = f"run {run_name} {state.phase.value}"
+        if took is not None:
+            summary += f" in {format_duration(took)}"
+        if state.message:
+            summary += f": {state.message}"
+        print(summary, file=progress_out)
+        db = f" --db {args.db}" if args.db else ""
+        print(f"details: szal show{db} {identity.uid[:8]}", file=progress_out)
+    if runner.cancel_signal is not None:
+        return 128 + runner.cancel_signal
+    return EXIT_OK if state.phase.value == "Succeeded" else EXIT_FAILED
+
+
+COMMAND = Subcommand(
+    name="run",
+    help="run a workflow file locally (exit 0 Succeeded, 1 otherwise, 2 invalid input)",
+    description=__doc__ or "",
+    add_arguments=add_arguments,
+    handler=handle,
+)
