@@ -311,24 +311,25 @@ def _check_retries(
         )
 
 
-def _find_cycles(members: list[_Node], by_name: Mapping[str, _Node]) -> list[list[str]]:
-    """Each distinct cycle among sibling Dag steps, deterministic order."""
+def _find_cycles(members: list[_Node]) -> list[list[str]]:
+    """Each distinct cycle among sibling Dag steps, in a deterministic order."""
     order = {node.step.name: i for i, node in enumerate(members)}
+    deps_of = [[order[d] for d in node.step.depends_on if d in order] for node in members]
     white, gray, black = 0, 1, 2
-    color = dict.fromkeys(order, white)
+    color = [white] * len(members)
     cycles: list[list[str]] = []
-    seen: set[tuple[str, ...]] = set()
-    for root in members:
-        if color[root.step.name] != white:
+    seen: set[tuple[int, ...]] = set()
+    for root in range(len(members)):
+        if color[root] != white:
             continue
-        stack: list[tuple[str, int]] = [(root.step.name, 0)]
-        path: list[str] = [root.step.name]
-        color[root.step.name] = gray
+        color[root] = gray
+        stack: list[tuple[int, int]] = [(root, 0)]
+        path: list[int] = [root]
         while stack:
-            name, i = stack[-1]
-            deps = [d for d in by_name[name].step.depends_on if d in order]
+            node, i = stack[-1]
+            deps = deps_of[node]
             if i < len(deps):
-                stack[-1] = (name, i + 1)
+                stack[-1] = (node, i + 1)
                 dep = deps[i]
                 if color[dep] == white:
                     color[dep] = gray
@@ -336,14 +337,13 @@ def _find_cycles(members: list[_Node], by_name: Mapping[str, _Node]) -> list[lis
                     path.append(dep)
                 elif color[dep] == gray:
                     cycle = path[path.index(dep) :]
-                    start = min(range(len(cycle)), key=lambda k: order[cycle[k]])
-                    cycle = cycle[start:] + cycle[:start]
-                    key = tuple(cycle)
+                    start = cycle.index(min(cycle))
+                    key = tuple(cycle[start:] + cycle[:start])
                     if key not in seen:
                         seen.add(key)
-                        cycles.append([*cycle, cycle[0]])
+                        cycles.append([members[k].step.name for k in (*key, key[0])])
             else:
-                color[name] = black
+                color[node] = black
                 stack.pop()
                 path.pop()
     return cycles
@@ -453,6 +453,7 @@ def validate_workflow(spec: WorkflowSpec, *, gpus_available: int | None = None) 
         else:
             by_name[step.name] = node
 
+    group_names: dict[int, set[str]] = {}
     for node in nodes:
         step = node.step
         name = step.name
@@ -478,7 +479,9 @@ def validate_workflow(spec: WorkflowSpec, *, gpus_available: int | None = None) 
                         f"{node.group_mode})",
                     )
                 )
-            siblings = {n.step.name for n in node.group}
+            siblings = group_names.get(id(node.group))
+            if siblings is None:
+                siblings = group_names[id(node.group)] = {n.step.name for n in node.group}
             for dep in step.depends_on:
                 if dep not in by_name:
                     issues.append(_issue(node, "dependsOn", f"unknown step {dep!r}"))
@@ -549,7 +552,7 @@ def validate_workflow(spec: WorkflowSpec, *, gpus_available: int | None = None) 
             groups.append(node.group)
     for members in groups:
         local = {n.step.name: n for n in members}
-        for cycle in _find_cycles(members, local):
+        for cycle in _find_cycles(members):
             issues.append(
                 _issue(local[cycle[0]], "dependsOn", "dependency cycle: " + " -> ".join(cycle))
             )
