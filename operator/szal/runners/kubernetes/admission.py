@@ -1,0 +1,273 @@
+"""Admission checks: the API server refuses a Workflow or WorkflowRun the engine would.
+
+The CRD schema (``szal crds``) checks shape; what needs the whole
+definition - cycles, unknown dependencies, bad ``when`` expressions, a
+``workflowRef`` naming nothing, params the workflow does not declare - is
+checked here, by the same validator ``szal validate`` and the runners use
+(:mod:`szal.engine.validation`). ``kubectl apply`` of a bad manifest then
+prints every problem, each naming its step and field, instead of a run that
+fails later.
+
+Wiring: :func:`register_admission` adds two ``@kopf.on.validate`` handlers
+to a registry the operator passes in, with fixed ids
+(:data:`WORKFLOW_HANDLER_ID`, :data:`WORKFLOW_RUN_HANDLER_ID`), which are
+also the webhook URL paths. :func:`configure_admission` sets kopf's webhook
+server and managed webhook configurations on the operator's settings.
+
+Decisions:
+
+* **Operations CREATE and UPDATE only, main resource only.** Status writes
+  (``/status``) never reach the webhook, and DELETE is always allowed.
+* **An UPDATE that leaves ``spec`` alone is allowed at once** (kopf's own
+  finalizer patches, labels, annotations). A WorkflowRun UPDATE is checked
+  only when ``workflowRef``, ``workflow`` or ``params`` change: toggling
+  ``suspend`` or ``cancel`` must work even after the Workflow it ran from
+  was edited or deleted.
+* **The workflowRef lookup** goes through a ``fetch_workflow(namespace,
+  name)`` callable that the operator provides (its API client; see
+  :func:`fetcher_from_client`). Without one, only what the run holds is
+  checked and the reconciler reports a missing Workflow in the run's
+  status. If the lookup itself fails (API server unreachable, forbidden),
+  the run is admitted and the reconciler decides: a webhook outage must
+  not become a cluster-wide outage of run creation.
+* **Migrations run first** (:func:`szal.engine.migrations.upgrade`), as
+  wherever a stored Workflow is read: an old ``spec.version`` is upgraded
+  before validation; one newer than this operator is refused, naming both.
+* Refusals are ``kopf.AdmissionError`` with HTTP code 422 (the object is
+  invalid); the message lists every problem, one per line.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final
+
+import kopf
+
+from szal.engine.migrations import MigrationError, upgrade
+from szal.engine.validation import (
+    SpecIssue,
+    WorkflowInvalid,
+    parse_workflow,
+    parse_workflow_run,
+    validate_run_params,
+)
+from szal.runners.kubernetes.client import ApiClient, NotFound, group_path
+from szal.spec import API_VERSION, GROUP, VERSION
+
+logger = logging.getLogger(__name__)
+
+WORKFLOW_HANDLER_ID: Final = "validate-workflow"
+WORKFLOW_RUN_HANDLER_ID: Final = "validate-workflowrun"
+MANAGED_NAME: Final = "auto.szal.dev"
+"""Name of the Validating/MutatingWebhookConfiguration kopf manages."""
+DEFAULT_PORT: Final = 9443
+
+JsonDict = dict[str, Any]
+WorkflowFetcher = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
+"""``fetch_workflow(namespace, name)``: the Workflow object, or None if it does not exist."""
+
+_RUN_IDENTITY: Final = ("workflowRef", "workflow", "params")
+
+
+class AdmissionRefused(Exception):
+    """The problems that make an object inadmissible (a pure-function result)."""
+
+    def __init__(self, kind: str, name: str, problems: list[str]) -> None:
+        self.kind = kind
+        self.name = name
+        self.problems = problems
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        count = len(self.problems)
+        head = f"{self.kind} {self.name!r} is invalid ({count} problem{'s' if count != 1 else ''})"
+        return head + ":\n" + "\n".join(f"- {p}" for p in self.problems)
+
+
+def _plain(body: Mapping[str, Any]) -> JsonDict:
+    """A deep, plain-dict copy of a kopf Body (pydantic wants real dicts)."""
+    return copy.deepcopy({key: body[key] for key in body})
+
+
+def _name(doc: Mapping[str, Any]) -> str:
+    meta = doc.get("metadata") or {}
+    return str(meta.get("name") or meta.get("generateName") or "")
+
+
+def _problems(error: WorkflowInvalid) -> list[str]:
+    return [_describe(issue) for issue in error.issues]
+
+
+def _describe(issue: SpecIssue) -> str:
+    text = str(issue)
+    return text if issue.step is not None or not issue.path else f"{issue.path}: {issue.message}"
+
+
+def check_workflow(doc: Mapping[str, Any]) -> None:
+    """Raise :class:`AdmissionRefused` unless ``doc`` is a valid Workflow (after migrations)."""
+    data = _plain(doc)
+    name = _name(data)
+    try:
+        data = upgrade(data)
+    except MigrationError as error:
+        raise AdmissionRefused("Workflow", name, [f"spec.version: {error}"]) from None
+    try:
+        parse_workflow(data)
+    except WorkflowInvalid as error:
+        raise AdmissionRefused("Workflow", name, _problems(error)) from None
+
+
+async def check_workflow_run(
+    doc: Mapping[str, Any],
+    *,
+    namespace: str,
+    fetch_workflow: WorkflowFetcher | None,
+) -> None:
+    """Raise :class:`AdmissionRefused` unless ``doc`` is a runnable WorkflowRun.
+
+    Checks the run itself (shape, exactly one of ``workflowRef`` and
+    ``workflow``, an inline workflow and its params) and, given a fetcher,
+    that ``workflowRef`` names a valid Workflow whose params the run matches.
+    """
+    data = _plain(doc)
+    name = _name(data)
+    spec = data.get("spec")
+    problems: list[str] = []
+    if isinstance(spec, dict) and isinstance(spec.get("workflow"), dict):
+        try:
+            spec["workflow"] = upgrade(spec["workflow"])
+        except MigrationError as error:
+            raise AdmissionRefused(
+                "WorkflowRun", name, [f"spec.workflow.version: {error}"]
+            ) from None
+    try:
+        run = parse_workflow_run(data)
+    except WorkflowInvalid as error:
+        raise AdmissionRefused("WorkflowRun", name, _problems(error)) from None
+    ref = run.spec.workflow_ref
+    if ref is not None and fetch_workflow is not None:
+        try:
+            target = await fetch_workflow(namespace, ref.name)
+        except Exception as error:  # any lookup failure: admit, the reconciler decides
+            logger.warning("workflowRef %s/%s not checked: %s", namespace, ref.name, error)
+            return
+        if target is None:
+            problems.append(
+                f"spec.workflowRef.name: Workflow {ref.name!r} not found in namespace {namespace!r}"
+            )
+        else:
+            try:
+                workflow = parse_workflow(upgrade(_plain(target)))
+            except (WorkflowInvalid, MigrationError) as error:
+                problems.append(f"spec.workflowRef.name: Workflow {ref.name!r} is invalid: {error}")
+            else:
+                _, issues = validate_run_params(workflow.spec, run.spec.params)
+                problems.extend(f"spec.{issue.field}: {issue.message}" for issue in issues)
+    if problems:
+        raise AdmissionRefused("WorkflowRun", name, problems)
+
+
+def _spec_unchanged(
+    old: Mapping[str, Any] | None, new: Mapping[str, Any], keys: tuple[str, ...] | None = None
+) -> bool:
+    """Whether an UPDATE keeps ``spec`` (or only its ``keys``) as it was."""
+    if old is None:
+        return False
+    old_spec = old.get("spec") or {}
+    new_spec = new.get("spec") or {}
+    if keys is None:
+        return bool(old_spec == new_spec)
+    return all(old_spec.get(key) == new_spec.get(key) for key in keys)
+
+
+def _refuse(error: AdmissionRefused) -> kopf.AdmissionError:
+    return kopf.AdmissionError(error.message, code=422)
+
+
+def register_admission(
+    registry: kopf.OperatorRegistry,
+    *,
+    fetch_workflow: WorkflowFetcher | None = None,
+) -> None:
+    """Add the Workflow and WorkflowRun validating handlers to ``registry``.
+
+    ``fetch_workflow`` resolves ``workflowRef`` (see the module docstring);
+    pass ``fetcher_from_client(client)`` from the operator.
+    """
+
+    @kopf.on.validate(
+        GROUP,
+        VERSION,
+        "workflows",
+        id=WORKFLOW_HANDLER_ID,
+        operations=["CREATE", "UPDATE"],
+        registry=registry,
+    )
+    def validate_workflow(body: kopf.Body, **kwargs: Any) -> None:
+        old: kopf.Body | None = kwargs.get("old")
+        if kwargs.get("operation") == "UPDATE" and _spec_unchanged(old, body):
+            return
+        try:
+            check_workflow(body)
+        except AdmissionRefused as error:
+            raise _refuse(error) from None
+
+    @kopf.on.validate(
+        GROUP,
+        VERSION,
+        "workflowruns",
+        id=WORKFLOW_RUN_HANDLER_ID,
+        operations=["CREATE", "UPDATE"],
+        registry=registry,
+    )
+    async def validate_workflow_run(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
+        old: kopf.Body | None = kwargs.get("old")
+        if kwargs.get("operation") == "UPDATE" and _spec_unchanged(old, body, _RUN_IDENTITY):
+            return
+        try:
+            await check_workflow_run(
+                body, namespace=namespace or "default", fetch_workflow=fetch_workflow
+            )
+        except AdmissionRefused as error:
+            raise _refuse(error) from None
+
+    del validate_workflow, validate_workflow_run  # registered; nothing else refers to them
+
+
+def fetcher_from_client(client: ApiClient) -> WorkflowFetcher:
+    """A ``fetch_workflow`` that GETs the Workflow with the operator's API client."""
+
+    async def fetch(namespace: str, name: str) -> Mapping[str, Any] | None:
+        try:
+            return await client.get(group_path(API_VERSION, namespace, "workflows", name))
+        except NotFound:
+            return None
+
+    return fetch
+
+
+def configure_admission(
+    settings: kopf.OperatorSettings,
+    *,
+    certfile: str,
+    pkeyfile: str,
+    port: int = DEFAULT_PORT,
+    addr: str = "127.0.0.1",
+    host: str | None = None,
+    managed: str | None = MANAGED_NAME,
+) -> None:
+    """Serve the webhooks over TLS on ``addr:port`` and let kopf manage their configurations.
+
+    ``host`` is the name or address the API server uses to reach the
+    webhook (default ``addr``); it must be in the certificate's SANs.
+    ``managed=None`` leaves the webhook configurations to the installer
+    (production with cert-manager and a Service: docs/operator.md).
+    """
+    settings.admission.server = kopf.WebhookServer(
+        addr=addr, port=port, host=host or addr, certfile=certfile, pkeyfile=pkeyfile
+    )
+    settings.admission.managed = managed

@@ -1,0 +1,208 @@
+"""Admission checks (``szal.runners.kubernetes.admission``) and the webhook certificate.
+
+Covers: what the pure checks refuse and with which message (cycles, unknown
+dependencies, bad ``when``, missing or invalid ``workflowRef`` target,
+params that do not match, newer definition versions), that a lookup failure
+admits the run, that handlers are registered on the given registry for
+CREATE and UPDATE of the main resource only, and that the self-signed
+certificate has the SANs the API server checks.
+
+Not covered: the webhook round trip through a real API server and
+``kubectl apply`` (``e2e/test_crds_admission.py``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import kopf
+import pytest
+
+from szal.runners.kubernetes.admission import (
+    WORKFLOW_HANDLER_ID,
+    WORKFLOW_RUN_HANDLER_ID,
+    AdmissionRefused,
+    check_workflow,
+    check_workflow_run,
+    register_admission,
+)
+from szal.runners.kubernetes.tls import ensure_self_signed, subject_alt_names
+
+
+def _workflow(steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "szal.dev/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"name": "ci", "namespace": "ns"},
+        "spec": {"steps": steps, **spec},
+    }
+
+
+def _run(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "szal.dev/v1alpha1",
+        "kind": "WorkflowRun",
+        "metadata": {"name": "ci-1", "namespace": "ns"},
+        "spec": spec,
+    }
+
+
+CYCLIC = _workflow(
+    [
+        {"name": "a", "script": "true", "dependsOn": ["b"]},
+        {"name": "b", "script": "true", "dependsOn": ["a"]},
+    ],
+    mode="Dag",
+)
+VALID = _workflow(
+    [{"name": "a", "script": "true"}],
+    params=[{"name": "env"}, {"name": "level", "default": 1}],
+)
+
+
+def _refusal(check: Any) -> str:
+    with pytest.raises(AdmissionRefused) as info:
+        check()
+    return info.value.message
+
+
+def test_a_valid_workflow_passes() -> None:
+    check_workflow(VALID)
+
+
+def test_a_cycle_is_refused_naming_it() -> None:
+    message = _refusal(lambda: check_workflow(CYCLIC))
+    assert message.startswith("Workflow 'ci' is invalid")
+    assert "a -> b -> a" in message
+
+
+def test_every_problem_is_listed_with_step_and_field() -> None:
+    workflow = _workflow(
+        [
+            {"name": "a", "script": "true", "dependsOn": ["ghost"]},
+            {"name": "b", "script": "true", "when": "steps.nope.phase == 'Succeeded'"},
+            {"name": "c", "script": "true", "when": "params.missing == 1"},
+        ],
+        mode="Dag",
+    )
+    message = _refusal(lambda: check_workflow(workflow))
+    lines = message.splitlines()[1:]
+    assert len(lines) >= 3
+    assert any("'a'" in line and "dependsOn" in line and "ghost" in line for line in lines)
+    assert any("'b'" in line and "when" in line for line in lines)
+    assert any("'c'" in line and "missing" in line for line in lines)
+
+
+def test_a_definition_newer_than_the_code_is_refused() -> None:
+    newer = _workflow([{"name": "a", "script": "true"}], version=99)
+    message = _refusal(lambda: check_workflow(newer))
+    assert "99" in message
+
+
+async def _fetch_nothing(namespace: str, name: str) -> Mapping[str, Any] | None:
+    return None
+
+
+def _fetching(workflow: dict[str, Any]) -> Any:
+    async def fetch(namespace: str, name: str) -> Mapping[str, Any] | None:
+        assert namespace == "ns"
+        return workflow if name == workflow["metadata"]["name"] else None
+
+    return fetch
+
+
+async def test_a_run_of_an_existing_workflow_with_its_params_passes() -> None:
+    run = _run(workflowRef={"name": "ci"}, params={"env": "prod"})
+    await check_workflow_run(run, namespace="ns", fetch_workflow=_fetching(VALID))
+
+
+async def test_a_missing_workflow_ref_is_refused() -> None:
+    run = _run(workflowRef={"name": "gone"})
+    with pytest.raises(AdmissionRefused) as info:
+        await check_workflow_run(run, namespace="ns", fetch_workflow=_fetch_nothing)
+    assert "Workflow 'gone' not found in namespace 'ns'" in info.value.message
+
+
+async def test_params_must_match_the_workflow() -> None:
+    run = _run(workflowRef={"name": "ci"}, params={"colour": "red"})
+    with pytest.raises(AdmissionRefused) as info:
+        await check_workflow_run(run, namespace="ns", fetch_workflow=_fetching(VALID))
+    message = info.value.message
+    assert "unknown param 'colour'" in message
+    assert "missing required param 'env'" in message
+
+
+async def test_a_run_of_an_invalid_workflow_is_refused() -> None:
+    run = _run(workflowRef={"name": "ci"})
+    with pytest.raises(AdmissionRefused) as info:
+        await check_workflow_run(run, namespace="ns", fetch_workflow=_fetching(CYCLIC))
+    assert "a -> b -> a" in info.value.message
+
+
+async def test_inline_workflows_are_validated_without_a_lookup() -> None:
+    run = _run(workflow=CYCLIC["spec"])
+    with pytest.raises(AdmissionRefused) as info:
+        await check_workflow_run(run, namespace="ns", fetch_workflow=None)
+    assert "a -> b -> a" in info.value.message
+    await check_workflow_run(
+        _run(workflow=VALID["spec"], params={"env": "x"}), namespace="ns", fetch_workflow=None
+    )
+
+
+async def test_both_or_neither_source_is_refused() -> None:
+    with pytest.raises(AdmissionRefused):
+        await check_workflow_run(_run(), namespace="ns", fetch_workflow=None)
+    both = _run(workflowRef={"name": "ci"}, workflow=VALID["spec"], params={"env": "x"})
+    with pytest.raises(AdmissionRefused):
+        await check_workflow_run(both, namespace="ns", fetch_workflow=None)
+
+
+async def test_without_a_fetcher_the_ref_is_left_to_the_reconciler() -> None:
+    run = _run(workflowRef={"name": "whatever"}, params={"any": 1})
+    await check_workflow_run(run, namespace="ns", fetch_workflow=None)
+
+
+async def test_a_failing_lookup_admits_the_run() -> None:
+    async def broken(namespace: str, name: str) -> Mapping[str, Any] | None:
+        raise ConnectionError("API server unreachable")
+
+    run = _run(workflowRef={"name": "ci"})
+    await check_workflow_run(run, namespace="ns", fetch_workflow=broken)
+
+
+def test_handlers_are_registered_on_the_given_registry() -> None:
+    registry = kopf.OperatorRegistry()
+    register_admission(registry, fetch_workflow=_fetch_nothing)
+    handlers = {h.id: h for h in registry._webhooks.get_all_handlers()}
+    assert set(handlers) == {WORKFLOW_HANDLER_ID, WORKFLOW_RUN_HANDLER_ID}
+    for handler in handlers.values():
+        assert set(handler.operations or ()) == {"CREATE", "UPDATE"}
+        assert handler.subresource is None
+        assert handler.reason is not None and handler.reason.name == "VALIDATING"
+    assert kopf.OperatorRegistry()._webhooks.get_all_handlers() == []
+
+
+def test_subject_alt_names() -> None:
+    assert subject_alt_names(["127.0.0.1", "localhost", "::1"]) == (
+        "IP:127.0.0.1,DNS:localhost,IP:::1"
+    )
+
+
+def test_self_signed_certificate_is_made_once(tmp_path: Path) -> None:
+    cert = ensure_self_signed(tmp_path, hosts=["127.0.0.1", "localhost"])
+    assert cert.pkeyfile.stat().st_mode & 0o077 == 0
+    text = subprocess.run(
+        ["openssl", "x509", "-in", str(cert.certfile), "-noout", "-text"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "IP Address:127.0.0.1" in text and "DNS:localhost" in text
+    before = cert.certfile.read_bytes()
+    assert ensure_self_signed(tmp_path, hosts=["127.0.0.1", "localhost"]) == cert
+    assert cert.certfile.read_bytes() == before
+    ensure_self_signed(tmp_path, hosts=["127.0.0.1", "szal.example"])
+    assert cert.certfile.read_bytes() != before
