@@ -20,7 +20,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from szal.cli import history_cmd, operator_cmd, run_cmd, show_cmd, validate_cmd
+from szal.cli import crds_cmd, history_cmd, operator_cmd, run_cmd, show_cmd, validate_cmd
 from szal.cli.commanding import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Subcommand
 
 __all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "SUBCOMMANDS", "Subcommand", "main"]
@@ -31,6 +31,7 @@ SUBCOMMANDS: list[Subcommand] = [
     history_cmd.COMMAND,
     show_cmd.COMMAND,
     operator_cmd.COMMAND,
+    crds_cmd.COMMAND,
 ]
 
 
