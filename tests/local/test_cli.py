@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.local.conftest import Result
 
 from szal.cli import SUBCOMMANDS, build_parser
-from tests.local.conftest import Result
 
 Szal = Callable[..., Result]
 Write = Callable[[str], Path]

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from tests.local.conftest import EXAMPLES, Result
 
 Szal = Callable[..., Result]
@@ -127,13 +126,13 @@ def test_workflowrun(szal_inline: Szal, db: Path) -> None:
     assert szal_inline("show", "--db", db, "greet-1", "--logs", "hello").out == (
         "hello, world\n" * 3
     )
-    loud = szal_inline("run", "--db", db, "--json", EXAMPLES / "workflowrun.yaml", "-p", "loud=true")
+    loud = szal_inline(
+        "run", "--db", db, "--json", EXAMPLES / "workflowrun.yaml", "-p", "loud=true"
+    )
     assert phases(loud)["shout"] == "Succeeded"
 
 
-def test_gpu_step_with_gpus(
-    szal_inline: Szal, db: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_gpu_step_with_gpus(szal_inline: Szal, db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SZAL_GPUS", "0,1")
     result = szal_inline("run", "--db", db, "--json", EXAMPLES / "gpu-step.yaml")
     assert result.code == 0, result.err
