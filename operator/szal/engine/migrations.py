@@ -17,8 +17,9 @@ Rules (DESIGN.md section 4, "Migrations"):
 * Like database migrations, registered hops are append-only: once released,
   never edit one, add the next.
 
-Each hop receives a deep copy of the definition and returns the new one; the
-registry itself sets the version number afterwards, so a hop only reshapes.
+Each hop receives a deep copy of the *spec* (the mapping holding ``version``,
+also when a whole Workflow document is upgraded) and returns the new one; the
+registry sets the version number afterwards, so a hop only reshapes.
 """
 
 from __future__ import annotations
@@ -117,17 +118,22 @@ class MigrationRegistry:
             raise MigrationError(f"cannot downgrade a definition from version {version} to {goal}")
         if version == goal:
             return definition
-        current = copy.deepcopy(definition)
+        document = copy.deepcopy(definition)
+        spec = _spec_of(document)
+        is_document = spec is not document
         while version < goal:
             hop = self._hops.get(version)
             if hop is None:
                 raise MigrationError(
                     f"no migration from definition version {version} to {version + 1}"
                 )
-            current = hop(copy.deepcopy(current))
+            spec = hop(copy.deepcopy(spec))
             version += 1
-            _spec_of(current)["version"] = version
-        return current
+            spec["version"] = version
+        if not is_document:
+            return spec
+        document["spec"] = spec
+        return document
 
 
 #: The registry the runners use. Version 1 is the first shape: no hops yet.

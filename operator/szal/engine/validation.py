@@ -148,6 +148,11 @@ def _issue_from_error(data: Any, error: Mapping[str, Any]) -> tuple[SpecIssue, s
                 break
         previous_key = part
     field = ".".join(field_parts).replace(".[", "[")
+    if step is None:
+        for prefix in ("spec.workflow.", "spec."):
+            if field.startswith(prefix):
+                field = field[len(prefix) :]
+                break
     message = str(error.get("msg", "invalid value"))
     ctx = error.get("ctx") or {}
     if error.get("type") == "string_pattern_mismatch" and ctx.get("pattern") == DURATION_PATTERN:
@@ -160,6 +165,17 @@ def _issue_from_error(data: Any, error: Mapping[str, Any]) -> tuple[SpecIssue, s
     elif error.get("type") == "extra_forbidden":
         message = "unknown field"
     return SpecIssue(".".join(path_parts), step, field, message), tag
+
+
+def _union_message(messages: list[str]) -> str:
+    """``Input should be a valid string`` x4 -> one sentence listing the kinds."""
+    unique = list(dict.fromkeys(messages))
+    lead = "Input should be a valid "
+    if all(m.startswith(lead) for m in unique):
+        kinds = [m[len(lead) :] for m in unique]
+        listed = ", ".join(kinds[:-1]) + " or " + kinds[-1] if len(kinds) > 1 else kinds[0]
+        return lead + listed
+    return "; or ".join(unique)
 
 
 def issues_from_validation_error(data: Any, exc: ValidationError) -> list[SpecIssue]:
@@ -181,8 +197,7 @@ def issues_from_validation_error(data: Any, exc: ValidationError) -> list[SpecIs
     for issue in issues:
         key = (issue.path, issue.step, issue.field)
         if not issue.message and key in tagged:
-            messages = list(dict.fromkeys(tagged[key]))
-            issue = SpecIssue(issue.path, issue.step, issue.field, "; or ".join(messages))
+            issue = SpecIssue(issue.path, issue.step, issue.field, _union_message(tagged[key]))
         if issue not in seen:
             seen.add(issue)
             out.append(issue)

@@ -1,0 +1,245 @@
+"""resolve_workflow (template merge, parsing, hierarchy flattening) and migrations.
+
+Covers: the template merge rules (step fields win, command/args/script as a
+unit, env by name, pod field by field, compensation inheriting image and env),
+parsed durations and retry policies, compiled conditions, the flattened
+hierarchy (index, parent, children, group_mode, mode defaulting to
+Sequential), refusing an invalid spec, the migration registry rules, and the
+backoff formulas of RetryPolicy. Deliberately not: planning (other modules).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from szal.engine import (
+    CURRENT_VERSION,
+    MigrationError,
+    MigrationRegistry,
+    RetryPolicy,
+    WorkflowInvalid,
+    resolve_workflow,
+    upgrade,
+)
+from szal.spec import WorkflowSpec
+
+
+def resolve(spec: dict[str, Any], **params: object) -> Any:
+    return resolve_workflow(WorkflowSpec.model_validate(spec), name="wf", params=params)
+
+
+def test_template_merge() -> None:
+    wf = resolve(
+        {
+            "template": {
+                "image": "busybox",
+                "command": ["sh", "-c"],
+                "args": ["default"],
+                "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                "timeout": "1m",
+                "retries": {"limit": 2, "delay": "2s"},
+                "launcher": "Job",
+                "pod": {
+                    "serviceAccountName": "sa",
+                    "nodeSelector": {"x": "y"},
+                    "metadata": {"labels": {"team": "a", "tier": "t"}},
+                },
+            },
+            "steps": [
+                {
+                    "name": "own",
+                    "image": "golang",
+                    "script": "make",
+                    "env": [{"name": "B", "value": "3"}, {"name": "C", "value": "4"}],
+                    "timeout": "10s",
+                    "pod": {"serviceAccountName": "mine", "metadata": {"labels": {"team": "b"}}},
+                },
+                {"name": "args-only", "args": ["hello"]},
+                {"name": "inherit"},
+            ],
+        }
+    )
+    own, args_only, inherit = wf.steps
+    assert own.command.image == "golang"
+    assert own.command.script == "make" and own.command.command is None
+    assert own.command.argv() == ["sh", "-c", "make"]
+    assert own.command.env == (("A", "1"), ("B", "3"), ("C", "4"))
+    assert own.timeout == 10.0
+    assert own.retries == RetryPolicy(limit=2, backoff="Fixed", delay=2.0, max_delay=None)
+    assert own.launcher == "Job"
+    assert own.pod is not None and own.pod.service_account_name == "mine"
+    assert own.pod.node_selector == {"x": "y"}
+    assert own.pod.metadata is not None and own.pod.metadata.labels == {"team": "b", "tier": "t"}
+    assert args_only.command.argv() == ["sh", "-c", "hello"]
+    assert inherit.command.argv() == ["sh", "-c", "default"]
+    assert inherit.command.image == "busybox"
+    assert inherit.timeout == 60.0
+
+
+def test_compensation_inherits_image_and_env() -> None:
+    wf = resolve(
+        {
+            "steps": [
+                {
+                    "name": "a",
+                    "image": "img",
+                    "command": ["deploy"],
+                    "env": [{"name": "X", "value": "1"}],
+                    "rollback": {"command": ["undo"], "env": [{"name": "Y", "value": "2"}],
+                                 "timeout": "30s"},
+                }
+            ]
+        }
+    )
+    (a,) = wf.steps
+    assert a.rollback is not None
+    assert a.rollback.image == "img" and a.rollback.argv() == ["undo"]
+    assert a.rollback.env == (("X", "1"), ("Y", "2"))
+    assert a.rollback_timeout == 30.0
+
+
+def test_workflow_fields_and_when() -> None:
+    wf = resolve(
+        {
+            "mode": "Dag",
+            "timeout": "1h30m",
+            "maxParallel": 3,
+            "failFast": True,
+            "rollbackOnFailure": True,
+            "params": [{"name": "env", "default": "dev"}],
+            "steps": [
+                {"name": "a", "command": ["x"], "retries": {"limit": 1, "backoff": "Linear",
+                                                           "delay": "1.5s", "maxDelay": "1m"}},
+                {"name": "b", "command": ["x"], "dependsOn": ["a", "a"], "trigger": "Any",
+                 "when": "params.env == 'dev'", "resources": {"cpu": "1", "gpu": {"count": 2}}},
+            ],
+        },
+        env="prod",
+    )
+    assert (wf.name, wf.version, wf.mode, wf.timeout) == ("wf", 1, "Dag", 5400.0)
+    assert (wf.max_parallel, wf.fail_fast, wf.rollback_on_failure) == (3, True, True)
+    assert wf.params == {"env": "prod"}
+    a, b = wf.steps
+    assert a.retries == RetryPolicy(1, "Linear", 1.5, 60.0)
+    assert b.depends_on == ("a",) and b.trigger == "Any"
+    assert b.when is not None and not b.when.evaluate({"params": {"env": "prod"}})
+    assert b.cpu == "1" and b.gpu is not None and b.gpu.count == 2
+    assert wf.by_name["b"] is b and b.index == 1
+    assert len(wf.spec_hash) == 16
+
+
+def test_hierarchy_is_flattened_parents_first() -> None:
+    wf = resolve(
+        {
+            "mode": "Hierarchical",
+            "steps": [
+                {"name": "p", "steps": [
+                    {"name": "c1", "command": ["x"], "mode": "Parallel",
+                     "steps": [{"name": "g", "command": ["x"]}]},
+                    {"name": "c2", "command": ["x"]},
+                ]},
+                {"name": "q", "command": ["x"]},
+            ],
+        }
+    )
+    assert [s.name for s in wf.steps] == ["p", "c1", "g", "c2", "q"]
+    p, c1, g, c2, q = wf.steps
+    assert p.children == ("c1", "c2") and p.parent is None and p.mode == "Sequential"
+    assert p.group_mode == "Hierarchical"
+    assert c1.parent == "p" and c1.group_mode == "Sequential" and c1.mode == "Parallel"
+    assert g.parent == "c1" and g.group_mode == "Parallel"
+    assert q.children == () and [s.index for s in wf.steps] == [0, 1, 2, 3, 4]
+
+
+def test_invalid_spec_is_refused() -> None:
+    with pytest.raises(WorkflowInvalid):
+        resolve({"mode": "Dag", "steps": [{"name": "a", "command": ["x"], "dependsOn": ["a"]}]})
+
+
+@pytest.mark.parametrize(
+    ("backoff", "delays"),
+    [
+        ("Fixed", [2.0, 2.0, 2.0, 2.0]),
+        ("Linear", [2.0, 4.0, 6.0, 7.0]),
+        ("Exponential", [2.0, 4.0, 7.0, 7.0]),
+    ],
+)
+def test_backoff_formulas_capped_by_max_delay(backoff: str, delays: list[float]) -> None:
+    policy = RetryPolicy(limit=5, backoff=backoff, delay=2.0, max_delay=7.0)
+    assert [policy.delay_after(n) for n in (1, 2, 3, 4)] == delays
+
+
+# -- migrations ------------------------------------------------------------------
+
+
+def registry_to_3() -> MigrationRegistry:
+    registry = MigrationRegistry(current_version=3)
+
+    @registry.register(1)
+    def one_to_two(d: dict[str, Any]) -> dict[str, Any]:
+        d["renamed"] = d.pop("old", None)
+        return d
+
+    @registry.register(2)
+    def two_to_three(d: dict[str, Any]) -> dict[str, Any]:
+        d["hops"] = [*d.get("hops", []), 3]
+        return d
+
+    return registry
+
+
+def test_upgrade_hop_by_hop() -> None:
+    registry = registry_to_3()
+    source = {"version": 1, "old": "x", "steps": []}
+    result = registry.upgrade(source)
+    assert result == {"version": 3, "renamed": "x", "steps": [], "hops": [3]}
+    assert source["version"] == 1  # the input is not changed
+    assert registry.upgrade({"version": 1, "old": 1}, target=2)["version"] == 2
+
+
+def test_upgrade_a_workflow_document() -> None:
+    registry = registry_to_3()
+    document = {"apiVersion": "szal.dev/v1alpha1", "kind": "Workflow", "spec": {"version": 2}}
+    assert registry.upgrade(document)["spec"] == {"version": 3, "hops": [3]}
+
+
+def test_to_current_is_a_no_op() -> None:
+    registry = registry_to_3()
+    definition = {"version": 3, "x": 1}
+    assert registry.upgrade(definition) is definition
+    assert upgrade({"steps": []}) == {"steps": []}
+    assert CURRENT_VERSION == 1
+
+
+def test_newer_than_the_code_names_both_versions() -> None:
+    with pytest.raises(MigrationError, match=r"version 5 is newer .*\(3\)"):
+        registry_to_3().upgrade({"version": 5})
+
+
+def test_missing_hop_names_the_version() -> None:
+    registry = MigrationRegistry(current_version=3)
+    registry.register(1)(lambda d: d)
+    with pytest.raises(MigrationError, match="from definition version 2 to 3"):
+        registry.upgrade({"version": 1})
+
+
+def test_registration_refuses_anything_but_n_to_n_plus_one() -> None:
+    registry = MigrationRegistry(current_version=4)
+    with pytest.raises(MigrationError, match="one version at a time"):
+        registry.register(1, 3)
+    registry.register(1)(lambda d: d)
+    with pytest.raises(MigrationError, match="already registered"):
+        registry.register(1)
+    with pytest.raises(MigrationError, match="gap"):
+        registry.register(3)
+    with pytest.raises(MigrationError, match="beyond the current"):
+        MigrationRegistry(current_version=2).register(2)
+    with pytest.raises(MigrationError):
+        registry.register(0)
+
+
+def test_downgrade_is_refused() -> None:
+    with pytest.raises(MigrationError, match="downgrade"):
+        registry_to_3().upgrade({"version": 3}, target=2)
