@@ -525,15 +525,23 @@ KUSTOMIZATION: Final = "kustomization.yaml"
 
 
 def crd_files() -> dict[str, str]:
-    """File name → text for ``crds/``: both CRDs and a kustomization listing them."""
-    files = {f"{crd['metadata']['name']}.yaml": render(crd) for crd in all_crds()}
+    """File name → text for ``crds/``: one file per CRD."""
+    return {f"{crd['metadata']['name']}.yaml": render(crd) for crd in all_crds()}
+
+
+def kustomization_text() -> str:
+    """A ``kustomization.yaml`` listing the CRD files, for ``manifests/base/crd/``.
+
+    It lives beside generated copies of the CRDs, not in ``crds/``: kustomize
+    refuses files outside its root, and a kustomization.yaml inside ``crds/``
+    would break the plain ``kubectl apply -f crds/``.
+    """
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": sorted(files),
+        "resources": sorted(crd_files()),
     }
-    files[KUSTOMIZATION] = HEADER + yaml.safe_dump(kustomization, sort_keys=False)
-    return files
+    return HEADER + yaml.safe_dump(kustomization, sort_keys=False)
 
 
 __all__ = [
@@ -544,6 +552,7 @@ __all__ = [
     "all_crds",
     "count_steps",
     "crd_files",
+    "kustomization_text",
     "render",
     "spec_schema",
     "workflow_crd",
