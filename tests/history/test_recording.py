@@ -1,0 +1,82 @@
+"""The pure mapping from engine transitions to history rows (recording.py).
+
+Covers: attempt rows built from transitions (start and finish times, exit
+codes, outputs on the attempt that produced them), retried attempts keeping
+their own outcome (Failed or TimedOut), a step cancelled while waiting not
+rewriting its last attempt, never-run steps leaving events but no attempt
+rows, compensation rows, and one event per transition in order. Storage is
+covered by the store contract tests.
+"""
+
+from __future__ import annotations
+
+from szal.engine.actions import Transition
+from szal.engine.phases import StepPhase
+from szal.engine.state import RunState, StepState
+from szal.history.recording import RunIdentity, attempt_records, event_records, record_plan
+
+ID = RunIdentity(uid="u", name="r", namespace="default", created_at=0.0, params={"p": 1})
+
+
+def step(name: str, old: str | None, new: str, at: float, attempt: int, **kw: object) -> Transition:
+    return Transition(name, old, new, at, kw.pop("event", "X"), attempt=attempt, **kw)  # type: ignore[arg-type]
+
+
+def test_retry_attempts_keep_their_outcomes() -> None:
+    state = RunState(
+        steps={"a": StepState(phase=StepPhase.SUCCEEDED, attempts=3, outputs={"o": 1})}
+    )
+    rows = attempt_records(
+        ID,
+        state,
+        [
+            step("a", "Pending", "Running", 1.0, 1),
+            step("a", "Running", "Waiting", 2.0, 1, exit_code=1, message="attempt 1 failed"),
+            step("a", "Waiting", "Running", 3.0, 2),
+            step("a", "Running", "Waiting", 4.0, 2, message="attempt 2 timed out: exceeded 1s"),
+            step("a", "Waiting", "Running", 5.0, 3),
+            step("a", "Running", "Succeeded", 6.0, 3, exit_code=0),
+        ],
+    )
+    got = [(r.attempt, r.phase, r.started_at, r.finished_at, r.exit_code, r.outputs) for r in rows]
+    assert got == [
+        (1, "Failed", 1.0, 2.0, 1, None),
+        (2, "TimedOut", 3.0, 4.0, None, None),
+        (3, "Succeeded", 5.0, 6.0, 0, {"o": 1}),
+    ]
+
+
+def test_cancel_while_waiting_and_never_run_steps() -> None:
+    state = RunState(steps={"a": StepState(), "b": StepState()})
+    transitions = [
+        step("a", "Waiting", "Cancelled", 1.0, 2),
+        step("b", "Pending", "Skipped", 1.0, 0, message="dependency failed"),
+    ]
+    assert attempt_records(ID, state, transitions) == []
+    events = event_records(ID, transitions)
+    assert [(e.step, e.new, e.message) for e in events] == [
+        ("a", "Cancelled", ""),
+        ("b", "Skipped", "dependency failed"),
+    ]
+
+
+def test_compensation_rows_and_run_record() -> None:
+    state = RunState(steps={"a": StepState(phase=StepPhase.SUCCEEDED, attempts=1)})
+    run, rows, events = record_plan(
+        ID,
+        state,
+        [
+            Transition(None, "Running", "RollingBack", 1.0, "RollingBack"),
+            Transition("a", "Pending", "Running", 1.0, "CompensationStarted", "", 1, True),
+            Transition("a", "Running", "Succeeded", 2.0, "CompensationSucceeded", "", 1, True, 0),
+        ],
+    )
+    assert [
+        (r.step, r.attempt, r.rollback, r.phase, r.started_at, r.finished_at) for r in rows
+    ] == [("a", 1, True, "Succeeded", 1.0, 2.0)]
+    assert run.uid == "u" and run.params == {"p": 1} and run.progress == "0/1"
+    assert [e.event for e in events] == [
+        "RollingBack",
+        "CompensationStarted",
+        "CompensationSucceeded",
+    ]
