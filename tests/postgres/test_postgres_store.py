@@ -433,3 +433,15 @@ async def test_construction_does_no_io_and_failures_are_quick() -> None:
             await store.list_runs(RunQuery())
     finally:
         await store.close()
+
+
+async def test_a_stale_replay_never_takes_a_terminal_row_back(pg_store: PostgresStore) -> None:
+    await pg_store.upsert_run(run_record("u1", phase="Succeeded", progress="2/2"))
+    await pg_store.upsert_attempts([AttemptRecord("u1", "a", 1, False, "Failed", 1.0, 2.0, 1)])
+    # Old transitions arriving late (a replay after an outage or a restart).
+    await pg_store.upsert_run(run_record("u1", phase="Running", progress="1/2"))
+    await pg_store.upsert_attempts([AttemptRecord("u1", "a", 1, False, "Running", 1.0)])
+    detail = await pg_store.get_run("u1")
+    assert detail is not None
+    assert (detail.run.phase, detail.run.progress) == ("Succeeded", "2/2")
+    assert [(a.phase, a.exit_code) for a in detail.attempts] == [("Failed", 1)]

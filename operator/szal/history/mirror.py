@@ -22,12 +22,12 @@ Decisions:
   order. Different runs are written concurrently (``workers``).
 - **Coalescing bounds the backlog.** Batches queued behind each other for one
   run merge into one: the latest run record, attempts keyed by
-  (step, attempt, rollback) with later values winning, events concatenated
-  in order (duplicates dropped). Applying the merged batch gives the rows
-  applying each batch would, since the store's upserts are last-write-wins
-  and never forget a value; so an outage costs memory proportional to the
-  runs touched and their attempts and events, not to the number of
-  transitions.
+  (step, attempt, rollback), events concatenated in order (duplicates
+  dropped). Applying the merged batch gives the rows applying each batch
+  would, so an outage costs memory proportional to the runs touched and
+  their attempts and events, not to the number of transitions. The merge
+  follows the store's rules field by field: the latest phase wins unless it
+  would take a terminal row back, and a None never erases an earlier value.
 - **Retries are per run.** A failing write puts only that run into backoff
   (``min(max_delay, base_delay * 2**n)`` with full jitter in [50 %, 100 %]);
   other runs keep going. A database outage fails every run and so pauses
@@ -48,9 +48,11 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
+from szal.engine.phases import RunPhase, StepPhase
 from szal.history.store import (
     AttemptRecord,
     EventRecord,
@@ -60,6 +62,10 @@ from szal.history.store import (
 )
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_TERMINAL_RUN = frozenset(p.value for p in RunPhase if p.is_terminal)
+_TERMINAL_STEP = frozenset(p.value for p in StepPhase if p.is_terminal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,46 @@ class MirrorSettings:
     """How many archived run uids :meth:`HistoryMirror.archived` remembers."""
 
 
+def _merge_run(old: RunRecord, new: RunRecord) -> RunRecord:
+    """``new`` as the store would leave it after writing ``old`` then ``new``."""
+    if _terminal_run(old.phase) and not _terminal_run(new.phase):
+        return old  # a stale replay: a terminal run never goes back
+    return replace(
+        new,
+        started_at=_first(new.started_at, old.started_at),
+        finished_at=_first(new.finished_at, old.finished_at),
+        message=_first(new.message, old.message),
+        progress=_first(new.progress, old.progress),
+    )
+
+
+def _merge_attempt(old: AttemptRecord, new: AttemptRecord) -> AttemptRecord:
+    """Like :func:`_merge_run`: the store's upserts never forget a value."""
+    if _terminal_step(old.phase) and not _terminal_step(new.phase):
+        return old
+    return replace(
+        new,
+        started_at=_first(new.started_at, old.started_at),
+        finished_at=_first(new.finished_at, old.finished_at),
+        exit_code=_first(new.exit_code, old.exit_code),
+        message=_first(new.message, old.message),
+        outputs=_first(new.outputs, old.outputs),
+        node=_first(new.node, old.node),
+    )
+
+
+def _terminal_run(phase: str) -> bool:
+    return phase in _TERMINAL_RUN
+
+
+def _terminal_step(phase: str) -> bool:
+    return phase in _TERMINAL_STEP
+
+
+def _first(value: _T | None, fallback: _T | None) -> _T | None:
+    return fallback if value is None else value
+
+
 def _event_key(event: EventRecord) -> tuple[object, ...]:
     return (event.run_uid, event.step, event.attempt, event.rollback, event.new, event.at)
 
@@ -105,30 +151,36 @@ class _Pending:
     batches: int = 0
 
     def add(self, batch: HistoryBatch) -> None:
-        self.run = batch.run
-        if batch.workflow is not None:
-            w = batch.workflow
-            self.workflows[(w.namespace, w.name, w.spec_hash)] = w
-        for attempt in batch.attempts:
-            self.attempts[(attempt.step, attempt.attempt, attempt.rollback)] = attempt
-        for event in batch.events:
-            key = _event_key(event)
-            if key not in self.event_keys:
-                self.event_keys.add(key)
-                self.events.append(event)
+        self._merge(batch.run, [batch.workflow] if batch.workflow else [], batch.attempts)
+        self._extend(batch.events)
         self.batches += 1
 
     def absorb(self, later: _Pending) -> None:
         """Append ``later``'s changes after this one's (for a retry with new work)."""
-        self.run = later.run
-        self.workflows.update(later.workflows)
-        self.attempts.update(later.attempts)
-        for event in later.events:
+        self._merge(later.run, later.workflows.values(), later.attempts.values())
+        self._extend(later.events)
+        self.batches += later.batches
+
+    def _merge(
+        self,
+        run: RunRecord,
+        workflows: Iterable[WorkflowRecord],
+        attempts: Iterable[AttemptRecord],
+    ) -> None:
+        self.run = _merge_run(self.run, run)
+        for w in workflows:
+            self.workflows.setdefault((w.namespace, w.name, w.spec_hash), w)
+        for attempt in attempts:
+            key = (attempt.step, attempt.attempt, attempt.rollback)
+            old = self.attempts.get(key)
+            self.attempts[key] = attempt if old is None else _merge_attempt(old, attempt)
+
+    def _extend(self, events: Iterable[EventRecord]) -> None:
+        for event in events:
             key = _event_key(event)
             if key not in self.event_keys:
                 self.event_keys.add(key)
                 self.events.append(event)
-        self.batches += later.batches
 
 
 @dataclass(slots=True)
@@ -191,6 +243,8 @@ class HistoryMirror:
         those are logged. The operator's finalizers make it resubmit those runs
         after its restart, so they are delayed, not lost.
         """
+        if self._closing:
+            return self.pending()  # already closed (e.g. close() inside ``async with``)
         self._closing = True
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout)

@@ -23,6 +23,10 @@ Decisions:
   are upserts whose nullable fields COALESCE with the stored value, and an
   upsert that changes nothing writes nothing (no new row version). Events
   are ``ON CONFLICT DO NOTHING`` on their natural key.
+- **A terminal row never goes back.** The engine never leaves a terminal
+  phase, so an upsert that would turn a terminal run or attempt non-terminal
+  can only be a stale replay (an operator replaying old transitions after a
+  restart or an outage) and is ignored as a whole.
 - **Event ids are committed in id order.** An identity column hands out ids
   at insert time, so two concurrent transactions could commit ids 8 and 7 in
   that order and a stream that already resumed past 8 would never see 7.
@@ -54,6 +58,7 @@ from typing import Any
 
 import asyncpg
 
+from szal.engine.phases import RunPhase, StepPhase
 from szal.history.store import (
     AttemptRecord,
     EventRecord,
@@ -66,7 +71,8 @@ from szal.history.store import (
     WorkflowStats,
 )
 
-TERMINAL_RUN_PHASES = ("Cancelled", "Failed", "RolledBack", "Succeeded")
+TERMINAL_RUN_PHASES = tuple(sorted(p.value for p in RunPhase if p.is_terminal))
+TERMINAL_STEP_PHASES = tuple(sorted(p.value for p in StepPhase if p.is_terminal))
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -168,7 +174,8 @@ ON CONFLICT (uid) DO UPDATE SET
     message = COALESCE(EXCLUDED.message, runs.message),
     progress = COALESCE(EXCLUDED.progress, runs.progress),
     updated_at = now()
-WHERE (runs.name, runs.namespace, runs.workflow, runs.workflow_version, runs.spec_hash,
+WHERE NOT (runs.phase = ANY($14::text[]) AND NOT EXCLUDED.phase = ANY($14::text[]))
+  AND (runs.name, runs.namespace, runs.workflow, runs.workflow_version, runs.spec_hash,
        runs.params, runs.phase, runs.created_at, runs.started_at, runs.finished_at,
        runs.message, runs.progress)
   IS DISTINCT FROM
@@ -191,7 +198,8 @@ ON CONFLICT (run_uid, step, attempt, rollback) DO UPDATE SET
     message = COALESCE(EXCLUDED.message, attempts.message),
     outputs = COALESCE(EXCLUDED.outputs, attempts.outputs),
     node = COALESCE(EXCLUDED.node, attempts.node)
-WHERE (attempts.phase, attempts.started_at, attempts.finished_at, attempts.exit_code,
+WHERE NOT (attempts.phase = ANY($12::text[]) AND NOT EXCLUDED.phase = ANY($12::text[]))
+  AND (attempts.phase, attempts.started_at, attempts.finished_at, attempts.exit_code,
        attempts.message, attempts.outputs, attempts.node)
   IS DISTINCT FROM
       (EXCLUDED.phase, COALESCE(EXCLUDED.started_at, attempts.started_at),
@@ -386,6 +394,7 @@ class PostgresStore:
             _to_ts(record.finished_at),
             record.message,
             record.progress,
+            TERMINAL_RUN_PHASES,
         )
 
     async def upsert_attempts(self, records: Sequence[AttemptRecord]) -> None:
@@ -404,6 +413,7 @@ class PostgresStore:
                 r.message,
                 r.outputs,
                 r.node,
+                TERMINAL_STEP_PHASES,
             )
             for r in records
         ]
