@@ -142,13 +142,14 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 async def _init_connection(conn: Any) -> None:
-    for pg_type in ("jsonb", "json"):
-        await conn.set_type_codec(
-            pg_type,
-            encoder=lambda value: json.dumps(value, separators=(",", ":")),
-            decoder=json.loads,
-            schema="pg_catalog",
-        )
+    # Binary jsonb (a version byte, then the text) also works for COPY.
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda value: b"\x01" + json.dumps(value, separators=(",", ":")).encode(),
+        decoder=lambda data: json.loads(data[1:]),
+        schema="pg_catalog",
+        format="binary",
+    )
 
 
 _RUN_COLUMNS = (
@@ -216,8 +217,10 @@ ON CONFLICT ON CONSTRAINT events_natural_key DO NOTHING
 """
 
 # Advisory lock keys, scoped to the schema the tables live in.
-_MIGRATE_LOCK = "SELECT pg_advisory_lock(hashtext('szal.migrate.' || current_schema()))"
-_MIGRATE_UNLOCK = "SELECT pg_advisory_unlock(hashtext('szal.migrate.' || current_schema()))"
+# The migration lock is taken before the schema may exist ($1: its name, if set).
+_MIGRATE_KEY = "hashtext('szal.migrate.' || COALESCE($1::text, current_schema()))"
+_MIGRATE_LOCK = f"SELECT pg_advisory_lock({_MIGRATE_KEY})"
+_MIGRATE_UNLOCK = f"SELECT pg_advisory_unlock({_MIGRATE_KEY})"
 _EVENTS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('szal.events.' || current_schema()))"
 _RUN_LOCK = "SELECT pg_advisory_xact_lock(hashtext('szal.run.' || current_schema() || $1))"
 
@@ -298,10 +301,10 @@ class PostgresStore:
         goal = newest if target is None else min(target, newest)
         pool = await self._get_pool()
         async with pool.acquire() as conn:
-            if self.schema is not None:
-                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-            await conn.execute(_MIGRATE_LOCK)
+            await conn.execute(_MIGRATE_LOCK, self.schema)
             try:
+                if self.schema is not None:
+                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
                 await conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_migrations ("
                     " version integer PRIMARY KEY, name text NOT NULL,"
@@ -331,7 +334,7 @@ class PostgresStore:
                     current = migration.version
                 return current
             finally:
-                await conn.execute(_MIGRATE_UNLOCK)
+                await conn.execute(_MIGRATE_UNLOCK, self.schema)
 
     async def schema_version(self) -> int:
         """The version recorded in the database (0 when never migrated)."""
