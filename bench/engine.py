@@ -44,7 +44,9 @@ TARGET_US_PER_STEP = 20.0
 
 def chain(n: int) -> dict[str, Any]:
     steps = [{"name": "s0", "command": ["true"]}]
-    steps += [{"name": f"s{i}", "command": ["true"], "dependsOn": [f"s{i - 1}"]} for i in range(1, n)]
+    steps += [
+        {"name": f"s{i}", "command": ["true"], "dependsOn": [f"s{i - 1}"]} for i in range(1, n)
+    ]
     return {"mode": "Dag", "steps": steps}
 
 
@@ -52,7 +54,9 @@ def fan(n: int) -> dict[str, Any]:
     width = n - 2
     steps = [{"name": "root", "command": ["true"]}]
     steps += [{"name": f"w{i}", "command": ["true"], "dependsOn": ["root"]} for i in range(width)]
-    steps.append({"name": "join", "command": ["true"], "dependsOn": [f"w{i}" for i in range(width)]})
+    steps.append(
+        {"name": "join", "command": ["true"], "dependsOn": [f"w{i}" for i in range(width)]}
+    )
     return {"mode": "Dag", "steps": steps}
 
 
@@ -111,7 +115,12 @@ def bench_condition(iterations: int) -> tuple[float, float]:
         "params": {"env": "prod"},
         "steps": {
             "test": {"phase": "Succeeded", "exitCode": 0, "attempts": 1, "outputs": {}},
-            "build": {"phase": "Succeeded", "exitCode": 0, "attempts": 1, "outputs": {"force": True}},
+            "build": {
+                "phase": "Succeeded",
+                "exitCode": 0,
+                "attempts": 1,
+                "outputs": {"force": True},
+            },
         },
         "run": {"name": "r", "namespace": ""},
     }
@@ -140,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", type=int, default=1_000, help="the small size")
     args = parser.parse_args(argv)
     print(f"Python {sys.version.split()[0]}; seed Rust engine {SEED_RUST_US_PER_STEP} µs/step")
-    shapes = [("chain", chain, 10_000), ("fan-out/fan-in", fan, 10_000), ("random DAG", random_dag, 5_000)]
+    shapes = [
+        ("chain", chain, 10_000),
+        ("fan-out/fan-in", fan, 10_000),
+        ("random DAG", random_dag, 5_000),
+    ]
     ok = True
     for name, build, big in shapes:
         small = bench_shape(name, build, args.small, args.repeat)

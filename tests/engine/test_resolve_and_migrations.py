@@ -87,8 +87,11 @@ def test_compensation_inherits_image_and_env() -> None:
                     "image": "img",
                     "command": ["deploy"],
                     "env": [{"name": "X", "value": "1"}],
-                    "rollback": {"command": ["undo"], "env": [{"name": "Y", "value": "2"}],
-                                 "timeout": "30s"},
+                    "rollback": {
+                        "command": ["undo"],
+                        "env": [{"name": "Y", "value": "2"}],
+                        "timeout": "30s",
+                    },
                 }
             ]
         }
@@ -110,10 +113,19 @@ def test_workflow_fields_and_when() -> None:
             "rollbackOnFailure": True,
             "params": [{"name": "env", "default": "dev"}],
             "steps": [
-                {"name": "a", "command": ["x"], "retries": {"limit": 1, "backoff": "Linear",
-                                                           "delay": "1.5s", "maxDelay": "1m"}},
-                {"name": "b", "command": ["x"], "dependsOn": ["a", "a"], "trigger": "Any",
-                 "when": "params.env == 'dev'", "resources": {"cpu": "1", "gpu": {"count": 2}}},
+                {
+                    "name": "a",
+                    "command": ["x"],
+                    "retries": {"limit": 1, "backoff": "Linear", "delay": "1.5s", "maxDelay": "1m"},
+                },
+                {
+                    "name": "b",
+                    "command": ["x"],
+                    "dependsOn": ["a", "a"],
+                    "trigger": "Any",
+                    "when": "params.env == 'dev'",
+                    "resources": {"cpu": "1", "gpu": {"count": 2}},
+                },
             ],
         },
         env="prod",
@@ -135,17 +147,24 @@ def test_hierarchy_is_flattened_parents_first() -> None:
         {
             "mode": "Hierarchical",
             "steps": [
-                {"name": "p", "steps": [
-                    {"name": "c1", "command": ["x"], "mode": "Parallel",
-                     "steps": [{"name": "g", "command": ["x"]}]},
-                    {"name": "c2", "command": ["x"]},
-                ]},
+                {
+                    "name": "p",
+                    "steps": [
+                        {
+                            "name": "c1",
+                            "command": ["x"],
+                            "mode": "Parallel",
+                            "steps": [{"name": "g", "command": ["x"]}],
+                        },
+                        {"name": "c2", "command": ["x"]},
+                    ],
+                },
                 {"name": "q", "command": ["x"]},
             ],
         }
     )
     assert [s.name for s in wf.steps] == ["p", "c1", "g", "c2", "q"]
-    p, c1, g, c2, q = wf.steps
+    p, c1, g, _c2, q = wf.steps
     assert p.children == ("c1", "c2") and p.parent is None and p.mode == "Sequential"
     assert p.group_mode == "Hierarchical"
     assert c1.parent == "p" and c1.group_mode == "Sequential" and c1.mode == "Parallel"

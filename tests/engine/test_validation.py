@@ -163,7 +163,11 @@ def test_workflow_run_shape_error_inside_inline_steps() -> None:
     with pytest.raises(WorkflowInvalid) as info:
         parse_workflow_run(run)
     (issue,) = info.value.issues
-    assert (issue.path, issue.step, issue.field) == ("spec.workflow.steps[a].timeout", "a", "timeout")
+    assert (issue.path, issue.step, issue.field) == (
+        "spec.workflow.steps[a].timeout",
+        "a",
+        "timeout",
+    )
 
 
 def test_workflow_run_needs_a_workflow() -> None:
@@ -279,7 +283,11 @@ def test_nested_steps_only_in_hierarchical_mode() -> None:
 
 def test_trigger_any_needs_depends_on() -> None:
     (issue,) = issues({"mode": "Dag", "steps": [step("a", trigger="Any")]})
-    assert (issue.step, issue.field, issue.message) == ("a", "trigger", "trigger Any needs dependsOn")
+    assert (issue.step, issue.field, issue.message) == (
+        "a",
+        "trigger",
+        "trigger Any needs dependsOn",
+    )
 
 
 # -- when ----------------------------------------------------------------------

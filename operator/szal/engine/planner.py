@@ -216,6 +216,7 @@ class Planner:
         self._transitions: list[Transition] = []
         self._changed: set[str] = set()
         self._run_changed = False
+        self._comp_obs: list[tuple[int, Observation]] = []
 
     def _index_state(self, state: RunState) -> None:
         """(Re)build every derived index from ``state`` in O(n)."""
@@ -388,6 +389,7 @@ class Planner:
         phase = state.phase
         if cancel:
             if phase is RunPhase.ROLLING_BACK:
+                self._apply_compensation_observations()
                 self._cancel_rollback(now)
             else:
                 self._cancel_all(now, "run cancelled", "cancel")
@@ -421,8 +423,15 @@ class Planner:
             if state.finished_count == self._n:
                 self._finish_run(now)
         if state.phase is RunPhase.ROLLING_BACK:
+            self._apply_compensation_observations()
+            self._expire_timeouts(now)
             self._advance_rollback(now)
         return self._result(self._wake_at(now))
+
+    def _apply_compensation_observations(self) -> None:
+        for i, obs in self._comp_obs:
+            self._observe_compensation(i, obs)
+        self._comp_obs.clear()
 
     def _result(self, wake_at: float | None) -> Plan:
         return Plan(
@@ -740,7 +749,8 @@ class Planner:
             if i is None:
                 continue
             if ref.rollback:
-                self._observe_compensation(i, obs)
+                # Applied once the run is rolling back: the rollback may begin in this call.
+                self._comp_obs.append((i, obs))
                 continue
             rec = recs[i]
             attempt = ref.attempt

@@ -183,8 +183,9 @@ def resolve_workflow(
 ) -> ResolvedWorkflow:
     """Resolve ``spec`` for a run named by ``name`` (the Workflow's name).
 
-    ``params`` are the run's resolved params (see
-    :func:`szal.engine.validation.validate_run_params`). With ``validate``
+    ``params`` are the run's params (see
+    :func:`szal.engine.validation.validate_run_params`); declared defaults
+    fill the ones not given. With ``validate``
     (the default) the spec is validated first and :class:`WorkflowInvalid`
     raised on any issue: the planner relies on an acyclic, well-formed graph.
     Template merge: a step's own fields win; ``command``/``args``/``script``
@@ -258,7 +259,10 @@ def resolve_workflow(
         max_parallel=spec.max_parallel,
         fail_fast=spec.fail_fast,
         rollback_on_failure=spec.rollback_on_failure,
-        params=dict(params),
+        params={
+            **{p.name: p.default for p in spec.params if p.default is not None},
+            **params,
+        },
         steps=tuple(resolved),
         by_name={step.name: step for step in resolved},
     )
