@@ -63,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
+    except KeyboardInterrupt:
+        # Ctrl-C outside a run (a run handles SIGINT itself and exits 130 too).
+        print("szal: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         # `szal history | head`: not an error worth a traceback.
         sys.stderr.close()
