@@ -445,3 +445,12 @@ async def test_a_stale_replay_never_takes_a_terminal_row_back(pg_store: Postgres
     assert detail is not None
     assert (detail.run.phase, detail.run.progress) == ("Succeeded", "2/2")
     assert [(a.phase, a.exit_code) for a in detail.attempts] == [("Failed", 1)]
+
+
+async def test_logs_keep_compensations_apart(pg_store: PostgresStore) -> None:
+    await pg_store.upsert_run(run_record("u1"))
+    await pg_store.append_log("u1", "a", 1, False, "step ")
+    await pg_store.append_log("u1", "a", 1, True, "undo ")
+    await pg_store.append_log("u1", "a", 1, True, "done")
+    assert await pg_store.get_log("u1", "a") == "step "
+    assert await pg_store.get_rollback_log("u1", "a") == "undo done"

@@ -563,6 +563,17 @@ class PostgresStore:
             )
         return str(text) if text is not None else ""
 
+    async def get_rollback_log(self, run_uid: str, step: str) -> str:
+        """Captured output of a step's compensation (as the SQLite store offers)."""
+        pool = await self._get_pool()
+        text = await pool.fetchval(
+            "SELECT string_agg(text, '' ORDER BY attempt, chunk) FROM logs"
+            " WHERE run_uid = $1 AND step = $2 AND rollback",
+            run_uid,
+            step,
+        )
+        return str(text) if text is not None else ""
+
     async def events_after(
         self, after_id: int, run_uid: str | None = None, limit: int = 1000
     ) -> list[EventRecord]:
