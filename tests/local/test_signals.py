@@ -117,7 +117,8 @@ def test_sigkill_leaves_an_interrupted_run(workflow_file: Write, tmp_path: Path,
 
 
 def test_two_runs_share_one_database(workflow_file: Write, db: Path) -> None:
-    steps = "\n".join(f'  - {{name: s{i}, command: ["true"]}}' for i in range(25))
+    # Each run takes about a second, so the two overlap and contend for the lock.
+    steps = "\n".join(f'  - {{name: s{i}, command: [sleep, "0.03"]}}' for i in range(25))
     path = workflow_file(
         "apiVersion: szal.dev/v1alpha1\nkind: Workflow\nmetadata: {name: chain}\n"
         "spec:\n  steps:\n" + steps + "\n"
