@@ -7,13 +7,12 @@ asyncio workers write the queue to the :class:`~szal.history.store.ExecutionStor
 (Postgres in the cluster), retrying with exponential backoff and jitter while
 the database is down or slow, and flushing the backlog once it answers.
 
-The operator keeps a finalizer on a finished run until :meth:`archived` says
-its history is committed (or :meth:`wait_archived` times out, when it shows a
-warning condition instead), so a run deleted by TTL or by a user while the
-database was away is still archived afterwards. After an operator restart the
-mirror is empty: the operator resubmits the final batch of each finished run
-it still holds a finalizer on, which is safe because every write is
-idempotent.
+:meth:`archived` and :meth:`wait_archived` tell whether everything
+submitted for a run is committed, so the operator can hold back deleting a
+finished run (its TTL, or a finalizer) until its history is in the database,
+with a bounded wait. The queue is in memory: after an operator restart it
+is empty and the operator resubmits what still needs archiving, which is
+safe because every write is idempotent.
 
 Decisions:
 
@@ -240,8 +239,8 @@ class HistoryMirror:
         """Stop accepting batches, drain for up to ``timeout`` seconds, stop.
 
         Returns the number of submitted batches left unwritten (0 when drained);
-        those are logged. The operator's finalizers make it resubmit those runs
-        after its restart, so they are delayed, not lost.
+        those are logged (the operator resubmits what still needs archiving
+        after its restart).
         """
         if self._closing:
             return self.pending()  # already closed (e.g. close() inside ``async with``)
@@ -300,7 +299,7 @@ class HistoryMirror:
         return self.archived(run_uid)
 
     def forget(self, run_uid: str) -> None:
-        """Drop what the mirror remembers of an archived run (its finalizer is gone)."""
+        """Drop what the mirror remembers of an archived run (the caller is done with it)."""
         self._archived.pop(run_uid, None)
 
     def pending(self, run_uid: str | None = None) -> int:
