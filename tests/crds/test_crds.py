@@ -72,9 +72,10 @@ def _expected() -> dict[Path, str]:
 
 @pytest.mark.parametrize("path", sorted(_expected()), ids=lambda p: str(p.relative_to(REPO)))
 def test_checked_in_files_match_the_models(path: Path) -> None:
-    assert path.is_file(), f"{path} is missing: run `make crds`"
+    fix = "szal crds -o crds && szal crds -o manifests/base/crd --kustomization (make crds)"
+    assert path.is_file(), f"{path} is missing: run {fix}"
     assert path.read_text() == _expected()[path], (
-        f"{path} drifted from the models in szal.spec: run `make crds` and commit the result"
+        f"{path} drifted from the models in szal.spec: run {fix} and commit the result"
     )
 
 
