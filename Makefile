@@ -30,6 +30,7 @@ lint: $(STAMP)
 
 crds: $(STAMP)
 	$(BIN)/szal crds --output-dir crds
+	$(BIN)/szal crds --output-dir manifests/base/crd --kustomization
 
 cluster-build:
 	bash e2e/cluster/build.sh
