@@ -21,6 +21,7 @@ from szal.cli.commanding import EXIT_INVALID, EXIT_OK, Subcommand
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="PATH", help="history database (default: as szal run)")
     parser.add_argument("--workflow", metavar="NAME", help="only runs of this workflow")
+    parser.add_argument("--phase", metavar="PHASE", help="only runs in this phase (e.g. Failed)")
     parser.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (20)")
     parser.add_argument("--json", action="store_true", help="print the runs as JSON")
 
@@ -58,7 +59,9 @@ async def _history(args: argparse.Namespace) -> int:
     store = SqliteStore(args.db or default_db_path())
     try:
         await store.migrate()
-        page = await store.list_runs(RunQuery(workflow=args.workflow, limit=max(1, args.limit)))
+        page = await store.list_runs(
+            RunQuery(workflow=args.workflow, phase=args.phase, limit=max(1, args.limit))
+        )
     except SchemaTooNew as exc:
         print(f"szal: {exc}", file=sys.stderr)
         return EXIT_INVALID
