@@ -10,6 +10,8 @@ handling are in test_signals.py and test_runner.py.
 
 from __future__ import annotations
 
+import os
+import pty
 import subprocess
 import sys
 from collections.abc import Callable
@@ -191,6 +193,32 @@ def test_plain_progress_one_line_per_transition(szal_inline: Szal, db: Path) -> 
     assert any("fetch  Pending -> Running" in line for line in lines)
     assert any("publish  Running -> Succeeded" in line for line in lines)
     assert "Succeeded" in lines[-2]
+
+
+def test_live_tree_on_a_terminal(db: Path) -> None:
+    main_fd, child_fd = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "szal", "run", "--db", str(db), "examples/hierarchical.yaml"],
+        stdout=child_fd,
+        stderr=child_fd,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "100"},
+    )
+    os.close(child_fd)
+    chunks: list[bytes] = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # EIO: the child side closed
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    assert proc.wait(timeout=60) == 0
+    screen = b"".join(chunks).decode("utf-8", errors="replace")
+    assert "\x1b[" in screen  # drawn with terminal control sequences
+    assert "✓" in screen and "build-api" in screen and "7/7" in screen
+    assert "run hierarchical-" in screen and "Succeeded" in screen
 
 
 def test_history_and_show(szal_inline: Szal, db: Path) -> None:
