@@ -8,8 +8,7 @@ attempts, record the transitions, save ``state`` (or the patch of
 ``changed_steps``), and call again by ``wake_at`` at the latest. No I/O, no
 clock: time is the ``now`` argument.
 
-Semantics are DESIGN.md section 4. Decisions where it is silent (also in
-docs/engine.md):
+Semantics are DESIGN.md section 4. Decisions where it is silent:
 
 * A step with children counts as *done* for its sibling group once it and its
   whole subtree are terminal; it counts as *failed* for its group when it did
