@@ -1,8 +1,8 @@
 """``szal history``: past and current local runs, newest first.
 
-Reads the SQLite store (``--db``). A run whose ``szal run`` process died
-without finishing (SIGKILL, a crash, a power cut) is shown as
-``Interrupted`` with the phase it was last recorded in, e.g.
+Reads the history store (``--db``: a SQLite path or a Postgres URL). A
+run whose ``szal run`` process died without finishing (SIGKILL, a crash,
+a power cut) is shown as ``Interrupted`` with the phase it was last recorded in, e.g.
 ``Interrupted (Running)``; its steps' records stay as they were.
 """
 
@@ -19,7 +19,11 @@ from szal.cli.commanding import EXIT_INVALID, EXIT_OK, Subcommand
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="PATH", help="history database (default: as szal run)")
+    parser.add_argument(
+        "--db",
+        metavar="PATH|URL",
+        help="history store: a SQLite path or a postgres:// URL (default: as szal run)",
+    )
     parser.add_argument("--workflow", metavar="NAME", help="only runs of this workflow")
     parser.add_argument("--phase", metavar="PHASE", help="only runs in this phase (e.g. Failed)")
     parser.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (20)")
@@ -52,11 +56,13 @@ def handle(args: argparse.Namespace) -> int:
 
 
 async def _history(args: argparse.Namespace) -> int:
-    from szal.history.sqlite import SqliteStore, default_db_path
+    from szal.history.open import open_store
+    from szal.history.sqlite import default_db_path
     from szal.history.store import RunQuery, SchemaTooNew
     from szal.spec.durations import format_duration
 
-    store = SqliteStore(args.db or default_db_path())
+    target = args.db or default_db_path()
+    store = open_store(target)
     try:
         await store.migrate()
         page = await store.list_runs(

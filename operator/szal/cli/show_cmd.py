@@ -23,7 +23,11 @@ from szal.cli.commanding import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Subcommand
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN", help="run name, uid, or uid prefix")
-    parser.add_argument("--db", metavar="PATH", help="history database (default: as szal run)")
+    parser.add_argument(
+        "--db",
+        metavar="PATH|URL",
+        help="history store: a SQLite path or a postgres:// URL (default: as szal run)",
+    )
     parser.add_argument("--json", action="store_true", help="print the run record as JSON")
     parser.add_argument("--logs", metavar="STEP", help="print the captured output of STEP")
     parser.add_argument("--attempt", type=int, metavar="N", help="with --logs: attempt N")
@@ -36,22 +40,35 @@ def _clock(value: float | None) -> str:
     return "" if value is None else datetime.fromtimestamp(value).strftime("%H:%M:%S.%f")[:-3]
 
 
+def _redacted(target: object) -> str:
+    """The store's location for messages, without a password in a URL."""
+    from urllib.parse import urlsplit
+
+    text = str(target)
+    parts = urlsplit(text)
+    if parts.password:
+        return text.replace(f":{parts.password}@", ":***@")
+    return text
+
+
 def handle(args: argparse.Namespace) -> int:
     return asyncio.run(_show(args))
 
 
 async def _show(args: argparse.Namespace) -> int:
     from szal.cli.history_cmd import print_table, shown_phase
-    from szal.history.sqlite import SqliteStore, default_db_path
+    from szal.history.open import open_store
+    from szal.history.sqlite import default_db_path
     from szal.history.store import SchemaTooNew
     from szal.spec.durations import format_duration
 
-    store = SqliteStore(args.db or default_db_path())
+    target = args.db or default_db_path()
+    store = open_store(target)
     try:
         await store.migrate()
         detail = await store.get_run(args.run)
         if detail is None:
-            print(f"szal: no run {args.run!r} in {store.path}", file=sys.stderr)
+            print(f"szal: no run {args.run!r} in {_redacted(target)}", file=sys.stderr)
             return EXIT_FAILED
         uid = detail.run.uid
         if args.logs:

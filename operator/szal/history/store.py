@@ -166,6 +166,9 @@ class ExecutionStore(Protocol):
     async def get_log(self, run_uid: str, step: str, attempt: int | None = None) -> str:
         """Captured output of a step (the last attempt when ``attempt`` is None)."""
 
+    async def get_rollback_log(self, run_uid: str, step: str) -> str:
+        """Captured output of a step's compensation."""
+
     async def events_after(
         self, after_id: int, run_uid: str | None = None, limit: int = 1000
     ) -> list[EventRecord]:
