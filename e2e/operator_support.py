@@ -55,9 +55,7 @@ def free_port() -> int:
 class OperatorProcess:
     """``szal operator`` for some namespaces, as a subprocess."""
 
-    def __init__(
-        self, kubeconfig: Path, namespaces: Iterable[str], *extra_args: str
-    ) -> None:
+    def __init__(self, kubeconfig: Path, namespaces: Iterable[str], *extra_args: str) -> None:
         self.kubeconfig = kubeconfig
         self.namespaces = list(namespaces)
         self.extra_args = list(extra_args)
@@ -79,7 +77,12 @@ class OperatorProcess:
             log.flush()
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         self.starts += 1
-        poll_until(self._ready, timeout=30, what="the operator's /readyz", interval=0.05)
+        try:
+            poll_until(self._ready, timeout=30, what="the operator's /readyz", interval=0.05)
+        except BaseException:
+            self.kill()
+            print(f"--- operator log ({self.log_path}) ---\n{self.log()}")
+            raise
         return self
 
     def _ready(self) -> bool:
@@ -112,7 +115,8 @@ class OperatorProcess:
         for key, value in self.metrics().items():
             if key.startswith("szal_api_writes_total{"):
                 labels = dict(
-                    part.split("=", 1) for part in key[len("szal_api_writes_total{") : -1].split(",")
+                    part.split("=", 1)
+                    for part in key[len("szal_api_writes_total{") : -1].split(",")
                 )
                 out[f"{labels['verb'].strip(chr(34))} {labels['resource'].strip(chr(34))}"] = value
         return out
@@ -129,6 +133,7 @@ class OperatorProcess:
         """SIGKILL: no cleanup at all, like an OOM kill or a node failure."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
+        if self.proc is not None:
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
@@ -157,8 +162,9 @@ class OperatorProcess:
 # --- manifests ----------------------------------------------------------------
 
 
-def sim(duration: str = "200ms", exit_code: int | None = None, message: Any = None,
-        **extra: str) -> dict[str, Any]:
+def sim(
+    duration: str = "200ms", exit_code: int | None = None, message: Any = None, **extra: str
+) -> dict[str, Any]:
     """``pod:`` options whose annotations drive kwok's simulated run of a step."""
     annotations = {"szal.dev/sim-duration": duration}
     if exit_code is not None:

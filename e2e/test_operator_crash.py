@@ -51,10 +51,19 @@ def _dag() -> dict[str, Any]:
         "steps": [
             {"name": "a", "command": ["true"], "pod": sim("300ms", message={"go": True})},
             {"name": "b", "command": ["true"], "dependsOn": ["a"]},
-            {"name": "c", "command": ["true"], "dependsOn": ["a"], "retries": {"limit": 2,
-             "delay": "300ms"}, "pod": sim("500ms", **{"szal.dev/sim-exit-code-attempt-1": "1"})},
-            {"name": "d", "command": ["true"], "dependsOn": ["a"],
-             "when": "steps.a.outputs.go == false"},
+            {
+                "name": "c",
+                "command": ["true"],
+                "dependsOn": ["a"],
+                "retries": {"limit": 2, "delay": "300ms"},
+                "pod": sim("500ms", **{"szal.dev/sim-exit-code-attempt-1": "1"}),
+            },
+            {
+                "name": "d",
+                "command": ["true"],
+                "dependsOn": ["a"],
+                "when": "steps.a.outputs.go == false",
+            },
             {"name": "e", "command": ["true"], "dependsOn": ["b", "c"]},
             {"name": "f", "command": ["true"], "dependsOn": ["c", "d"]},
             {"name": "g", "command": ["true"], "dependsOn": ["e", "f"], "pod": sim("700ms")},
@@ -92,16 +101,24 @@ EXPECTED = {
     "dag": (
         "Succeeded",
         {
-            "a": ("Succeeded", 1), "b": ("Succeeded", 1), "c": ("Succeeded", 2),
-            "d": ("Skipped", 0), "e": ("Succeeded", 1), "f": ("Succeeded", 1),
-            "g": ("Succeeded", 1), "h": ("Succeeded", 1),
+            "a": ("Succeeded", 1),
+            "b": ("Succeeded", 1),
+            "c": ("Succeeded", 2),
+            "d": ("Skipped", 0),
+            "e": ("Succeeded", 1),
+            "f": ("Succeeded", 1),
+            "g": ("Succeeded", 1),
+            "h": ("Succeeded", 1),
         },
     ),
     "rollback": (
         "RolledBack",
         {
-            "one": ("Succeeded", 1), "two": ("Succeeded", 1), "three": ("Succeeded", 1),
-            "four": ("Failed", 1), "five": ("Skipped", 0),
+            "one": ("Succeeded", 1),
+            "two": ("Succeeded", 1),
+            "three": ("Succeeded", 1),
+            "four": ("Failed", 1),
+            "five": ("Skipped", 0),
         },
     ),
     "parallel": ("Succeeded", {f"p{i}": ("Succeeded", 1) for i in range(6)}),
@@ -146,8 +163,10 @@ def test_sigkill_at_random_points_loses_nothing_and_runs_nothing_twice(
             if phase == "RolledBack":
                 assert compensations == Counter({"one": 1, "two": 1, "three": 1})
                 rollbacks = status["steps"]
-                assert all(rollbacks[s]["rollback"]["phase"] == "Succeeded"
-                           for s in ("one", "two", "three"))
+                assert all(
+                    rollbacks[s]["rollback"]["phase"] == "Succeeded"
+                    for s in ("one", "two", "three")
+                )
             else:
                 assert not compensations
         assert op.starts == KILLS + 1

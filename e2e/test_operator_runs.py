@@ -65,8 +65,12 @@ def test_diamond_dag_with_a_condition(
         "template": {"image": "busybox:1.36", "pod": sim("300ms")},
         "steps": [
             {"name": "a", "command": ["true"], "pod": sim("300ms", message={"go": True, "n": 3})},
-            {"name": "b", "command": ["true"], "dependsOn": ["a"],
-             "when": "steps.a.outputs.go == true"},
+            {
+                "name": "b",
+                "command": ["true"],
+                "dependsOn": ["a"],
+                "when": "steps.a.outputs.go == true",
+            },
             {"name": "c", "command": ["true"], "dependsOn": ["a"], "when": "steps.a.outputs.n > 5"},
             {"name": "d", "command": ["true"], "dependsOn": ["b", "c"]},
         ],
@@ -123,13 +127,11 @@ def test_retry_then_succeed(operator: OperatorProcess, kubectl: Kubectl, namespa
     status = wait_phase(kubectl, namespace, "retry")
     assert status["phase"] == "Succeeded", status
     assert step_phases(status) == {"flaky": ("Succeeded", 2)}
-    attempts = sorted(p["metadata"]["labels"]["szal.dev/attempt"] for p in
-                      pods_of(kubectl, namespace, "retry"))
+    attempts = sorted(
+        p["metadata"]["labels"]["szal.dev/attempt"] for p in pods_of(kubectl, namespace, "retry")
+    )
     assert attempts == ["1", "2"]
-    reasons = {
-        e["reason"]
-        for e in kubectl.json("get", "events", "-n", namespace)["items"]
-    }
+    reasons = {e["reason"] for e in kubectl.json("get", "events", "-n", namespace)["items"]}
     assert "Retrying" in reasons
 
 
@@ -137,8 +139,7 @@ def test_failure_rolls_back_in_reverse_completion_order(
     operator: OperatorProcess, kubectl: Kubectl, namespace: str
 ) -> None:
     def step(name: str, **extra: Any) -> dict[str, Any]:
-        return {"name": name, "command": ["true"], "rollback": {"command": ["undo", name]},
-                **extra}
+        return {"name": name, "command": ["true"], "rollback": {"command": ["undo", name]}, **extra}
 
     spec = {
         "mode": "Sequential",
@@ -165,7 +166,8 @@ def test_failure_rolls_back_in_reverse_completion_order(
             rollbacks[earlier]["finishedAt"]
         )
     comp_pods = [
-        p for p in pods_of(kubectl, namespace, "rb")
+        p
+        for p in pods_of(kubectl, namespace, "rb")
         if p["metadata"]["labels"].get("szal.dev/rollback") == "true"
     ]
     assert len(comp_pods) == 3
@@ -176,8 +178,13 @@ def test_failure_rolls_back_in_reverse_completion_order(
 def test_per_attempt_timeout(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
     spec = {
         "steps": [
-            {"name": "slow", "image": "busybox:1.36", "command": ["sleep", "60"],
-             "timeout": "1s", "pod": sim("60s")}
+            {
+                "name": "slow",
+                "image": "busybox:1.36",
+                "command": ["sleep", "60"],
+                "timeout": "1s",
+                "pod": sim("60s"),
+            }
         ]
     }
     submit(kubectl, namespace, "tmo", spec)
@@ -215,8 +222,16 @@ def test_suspend_then_resume(operator: OperatorProcess, kubectl: Kubectl, namesp
     }
     submit(kubectl, namespace, "sus", spec)
     wait_for(lambda: pods_of(kubectl, namespace, "sus"), "the first pod")
-    kubectl("patch", "workflowrun", "sus", "-n", namespace, "--type=merge",
-            "-p", '{"spec":{"suspend":true}}')
+    kubectl(
+        "patch",
+        "workflowrun",
+        "sus",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"suspend":true}}',
+    )
     wait_phase(kubectl, namespace, "sus", ["Paused"], timeout=10)
     # "one" finishes while paused; "two" must not start.
     wait_for(
@@ -226,8 +241,16 @@ def test_suspend_then_resume(operator: OperatorProcess, kubectl: Kubectl, namesp
     status = status_of(kubectl, namespace, "sus")
     assert status["phase"] == "Paused" and status["steps"]["two"]["phase"] == "Pending"
     assert len(pods_of(kubectl, namespace, "sus")) == 1
-    kubectl("patch", "workflowrun", "sus", "-n", namespace, "--type=merge",
-            "-p", '{"spec":{"suspend":false}}')
+    kubectl(
+        "patch",
+        "workflowrun",
+        "sus",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"suspend":false}}',
+    )
     status = wait_phase(kubectl, namespace, "sus")
     assert status["phase"] == "Succeeded"
     assert status["observedGeneration"] == 3
@@ -238,20 +261,34 @@ def test_cancel(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> 
         "template": {"image": "busybox:1.36"},
         "rollbackOnFailure": True,
         "steps": [
-            {"name": "done", "command": ["true"], "pod": sim("100ms"),
-             "rollback": {"command": ["undo"]}},
+            {
+                "name": "done",
+                "command": ["true"],
+                "pod": sim("100ms"),
+                "rollback": {"command": ["undo"]},
+            },
             {"name": "long", "command": ["true"], "pod": sim("60s")},
             {"name": "later", "command": ["true"]},
         ],
     }
     submit(kubectl, namespace, "cx", spec)
     wait_for(
-        lambda: status_of(kubectl, namespace, "cx").get("steps", {}).get("long", {}).get("phase")
-        == "Running",
+        lambda: (
+            status_of(kubectl, namespace, "cx").get("steps", {}).get("long", {}).get("phase")
+            == "Running"
+        ),
         "step long to run",
     )
-    kubectl("patch", "workflowrun", "cx", "-n", namespace, "--type=merge",
-            "-p", '{"spec":{"cancel":true}}')
+    kubectl(
+        "patch",
+        "workflowrun",
+        "cx",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"cancel":true}}',
+    )
     status = wait_phase(kubectl, namespace, "cx", timeout=20)
     assert status["phase"] == "Cancelled", status
     assert step_phases(status) == {
@@ -261,8 +298,10 @@ def test_cancel(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> 
     }
     assert "rollback" not in status["steps"]["done"]  # cancel never rolls back
     wait_for(
-        lambda: [p["metadata"]["labels"]["szal.dev/step"] for p in pods_of(kubectl, namespace, "cx")]
-        == ["done"],
+        lambda: (
+            [p["metadata"]["labels"]["szal.dev/step"] for p in pods_of(kubectl, namespace, "cx")]
+            == ["done"]
+        ),
         "the running pod to be deleted",
     )
 
@@ -270,10 +309,20 @@ def test_cancel(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> 
 def test_job_launcher(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
     spec = {
         "steps": [
-            {"name": "batch", "image": "busybox:1.36", "command": ["true"], "launcher": "Job",
-             "pod": sim("300ms", message={"rows": 42})},
-            {"name": "after", "image": "busybox:1.36", "command": ["true"],
-             "when": "steps.batch.outputs.rows == 42", "pod": sim("100ms")},
+            {
+                "name": "batch",
+                "image": "busybox:1.36",
+                "command": ["true"],
+                "launcher": "Job",
+                "pod": sim("300ms", message={"rows": 42}),
+            },
+            {
+                "name": "after",
+                "image": "busybox:1.36",
+                "command": ["true"],
+                "when": "steps.batch.outputs.rows == 42",
+                "pod": sim("100ms"),
+            },
         ]
     }
     submit(kubectl, namespace, "jobs", spec)
@@ -293,17 +342,25 @@ def test_gpu_steps(operator: OperatorProcess, kubectl: Kubectl, namespace: str) 
         "mode": "Parallel",
         "template": {"image": "busybox:1.36", "pod": sim("500ms")},
         "steps": [
-            {"name": "train", "command": ["true"],
-             "resources": {"gpu": {"count": 2, "product": "NVIDIA-H100-80GB-HBM3"}}},
-            {"name": "impossible", "command": ["true"],
-             "resources": {"gpu": {"count": 1, "product": "NVIDIA-B300-NOT-HERE"}}},
+            {
+                "name": "train",
+                "command": ["true"],
+                "resources": {"gpu": {"count": 2, "product": "NVIDIA-H100-80GB-HBM3"}},
+            },
+            {
+                "name": "impossible",
+                "command": ["true"],
+                "resources": {"gpu": {"count": 1, "product": "NVIDIA-B300-NOT-HERE"}},
+            },
         ],
     }
     submit(kubectl, namespace, "gpu", spec)
 
     def train_done() -> bool:
-        return status_of(kubectl, namespace, "gpu").get("steps", {}).get("train", {}).get(
-            "phase") == "Succeeded"
+        return (
+            status_of(kubectl, namespace, "gpu").get("steps", {}).get("train", {}).get("phase")
+            == "Succeeded"
+        )
 
     wait_for(train_done, "the GPU step to succeed", timeout=60)
     pods = {p["metadata"]["labels"]["szal.dev/step"]: p for p in pods_of(kubectl, namespace, "gpu")}
@@ -318,19 +375,35 @@ def test_gpu_steps(operator: OperatorProcess, kubectl: Kubectl, namespace: str) 
 
     message = wait_for(reported, "the unschedulable reason in the step message", timeout=30)
     assert "node affinity/selector" in message or "nvidia.com/gpu" in message, message
-    kubectl("patch", "workflowrun", "gpu", "-n", namespace, "--type=merge",
-            "-p", '{"spec":{"cancel":true}}')
+    kubectl(
+        "patch",
+        "workflowrun",
+        "gpu",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"cancel":true}}',
+    )
     assert wait_phase(kubectl, namespace, "gpu")["phase"] == "Cancelled"
 
 
 def test_kubectl_columns_and_wait(
     operator: OperatorProcess, kubectl: Kubectl, namespace: str
 ) -> None:
-    spec = {"steps": [{"name": "s", "image": "busybox:1.36", "command": ["true"],
-                       "pod": sim("1s")}]}
+    spec = {
+        "steps": [{"name": "s", "image": "busybox:1.36", "command": ["true"], "pod": sim("1s")}]
+    }
     submit(kubectl, namespace, "cols", spec)
-    kubectl("wait", "--for=condition=Succeeded", "workflowrun/cols", "-n", namespace,
-            "--timeout=60s", timeout=70)
+    kubectl(
+        "wait",
+        "--for=condition=Succeeded",
+        "workflowrun/cols",
+        "-n",
+        namespace,
+        "--timeout=60s",
+        timeout=70,
+    )
     out = kubectl("get", "workflowruns", "-n", namespace).stdout.splitlines()
     header = out[0].split()
     assert header == ["NAME", "WORKFLOW", "PHASE", "PROGRESS", "DURATION", "AGE"], out
@@ -342,8 +415,9 @@ def test_kubectl_columns_and_wait(
     wf = kubectl("get", "workflows", "-n", namespace).stdout.splitlines()
     assert wf[0].split()[:4] == ["NAME", "MODE", "STEPS", "VERSION"], wf
     wait_for(
-        lambda: kubectl("get", "workflows", "-n", namespace).stdout.splitlines()[1].split()[2]
-        == "1",
+        lambda: (
+            kubectl("get", "workflows", "-n", namespace).stdout.splitlines()[1].split()[2] == "1"
+        ),
         "the STEPS column",
     )
 
@@ -372,14 +446,17 @@ def test_editing_the_workflow_does_not_change_a_running_run(
 def test_ttl_deletes_finished_runs(
     operator: OperatorProcess, kubectl: Kubectl, namespace: str
 ) -> None:
-    spec = {"steps": [{"name": "s", "image": "busybox:1.36", "command": ["true"],
-                       "pod": sim("100ms")}]}
+    spec = {
+        "steps": [{"name": "s", "image": "busybox:1.36", "command": ["true"], "pod": sim("100ms")}]
+    }
     submit(kubectl, namespace, "ttl", spec, ttlSecondsAfterFinished=2)
     wait_phase(kubectl, namespace, "ttl")
-    wait_for(lambda: kubectl.get("workflowrun", "ttl", namespace) is None,
-             "the run to be deleted by its TTL", timeout=30)
-    wait_for(lambda: not pods_of(kubectl, namespace, "ttl"), "its pods to be collected",
-             timeout=60)
+    wait_for(
+        lambda: kubectl.get("workflowrun", "ttl", namespace) is None,
+        "the run to be deleted by its TTL",
+        timeout=30,
+    )
+    wait_for(lambda: not pods_of(kubectl, namespace, "ttl"), "its pods to be collected", timeout=60)
 
 
 def test_missing_workflow_fails_the_run(

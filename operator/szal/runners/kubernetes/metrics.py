@@ -34,7 +34,7 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-@dataclass
+@dataclass(eq=False)  # the registry keeps collectors in a dict
 class OperatorCollector(Collector):
     """Reads the operator's counters when Prometheus scrapes."""
 

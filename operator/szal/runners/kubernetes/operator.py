@@ -77,6 +77,7 @@ from szal.spec import API_VERSION, GROUP, VERSION
 logger = logging.getLogger(__name__)
 
 RunKey = tuple[str, str]
+POD_INDEX = "step_pods"
 
 
 @dataclass(frozen=True)
@@ -189,28 +190,31 @@ class Operator:
     def _register(self) -> None:
         reg = self.registry
 
-        @kopf.on.login(registry=reg)
+        @kopf.on.login(id="login", registry=reg)
         def login(**_: Any) -> kopf.ConnectionInfo:
             return connection_info(self.credentials)
 
-        @kopf.on.startup(registry=reg)
+        @kopf.on.startup(id="startup", registry=reg)
         async def startup(**_: Any) -> None:
             await self._startup()
 
-        @kopf.on.cleanup(registry=reg)
+        @kopf.on.cleanup(id="cleanup", registry=reg)
         async def cleanup(**_: Any) -> None:
             await self._cleanup()
 
-        @kopf.index("v1", "pods", labels={LABEL_RUN: kopf.PRESENT}, registry=reg)
-        def step_pods(body: Any, **_: Any) -> dict[RunKey, PodView] | None:
+        # Handlers are async (sync ones would run in kopf's thread pool) and
+        # carry explicit ids: a closure's default id is its qualified name,
+        # and an index reaches other handlers as a kwarg named by its id.
+        @kopf.index("v1", "pods", id=POD_INDEX, labels={LABEL_RUN: kopf.PRESENT}, registry=reg)
+        async def step_pods(body: Any, **_: Any) -> dict[RunKey, PodView] | None:
             view = pod_view(body)
             if view is None:
                 return None
             return {(str(body["metadata"]["namespace"]), view.run): view}
 
-        @kopf.on.event("v1", "pods", labels={LABEL_RUN: kopf.PRESENT}, registry=reg)
-        def pod_event(event: Any, **kwargs: Any) -> None:
-            self._pod_index = kwargs["step_pods"]
+        @kopf.on.event("v1", "pods", id="pod-event", labels={LABEL_RUN: kopf.PRESENT}, registry=reg)
+        async def pod_event(event: Any, **kwargs: Any) -> None:
+            self._pod_index = kwargs[POD_INDEX]
             raw = event.get("object") or {}
             view = pod_view(raw)
             if view is None:
@@ -219,12 +223,12 @@ class Operator:
             if mailbox is not None:
                 mailbox.post_pod(str(event.get("type") or "ADDED"), view)
 
-        @kopf.on.event(GROUP, VERSION, "workflowruns", registry=reg)
-        def run_event(event: Any, **kwargs: Any) -> None:
-            self._pod_index = kwargs["step_pods"]
+        @kopf.on.event(GROUP, VERSION, "workflowruns", id="run-event", registry=reg)
+        async def run_event(event: Any, **kwargs: Any) -> None:
+            self._pod_index = kwargs[POD_INDEX]
             self._on_run(str(event.get("type") or "ADDED"), event.get("object") or {})
 
-        @kopf.on.event(GROUP, VERSION, "workflows", registry=reg)
+        @kopf.on.event(GROUP, VERSION, "workflows", id="workflow-event", registry=reg)
         async def workflow_event(event: Any, **_: Any) -> None:
             if event.get("type") != "DELETED":
                 await self._on_workflow(event.get("object") or {})

@@ -373,6 +373,12 @@ class RunReconciler:
             )
         await self._apply(plan, now)
         changed = set(plan.changed_steps)
+        for name in changed:
+            # A succeeded step's pod is found by its labels; dropping the name
+            # keeps a 5,000-step status under 1 MiB (docs/operator.md).
+            record = self.state.steps[name]
+            if record.phase is StepPhase.SUCCEEDED:
+                record.pod_name = None
         if changed or plan.run_changed or generation_changed or self._write_pin:
             await self._write_status(changed)
         if plan.transitions:

@@ -1,0 +1,329 @@
+"""Benchmark of the operator on the test cluster (kwok nodes): latency, throughput, cost.
+
+    python bench/operator.py [--kubeconfig PATH] [--chain 40] [--dag 200] [--json]
+
+Needs a running cluster (``e2e/cluster/up.sh``; default kubeconfig
+``$SZAL_E2E_KUBECONFIG`` or ``/tmp/szal-cluster/kubeconfig``) and starts
+``szal operator`` itself, as a subprocess, in a fresh namespace.
+
+Every time is measured from this process's own watches on pods and
+WorkflowRuns, with ``time.monotonic()`` at the moment an event arrives:
+Kubernetes object timestamps have one-second resolution and cannot resolve
+hops of tens of milliseconds (DESIGN.md section 6). Printed:
+
+* **hop latency** over a 40-step chain of 1 s steps: from the event that
+  shows step *i*'s pod Succeeded to the event that shows step *i+1*'s pod
+  created - the operator's whole reaction (watch delivery, plan, POST) plus
+  one watch delivery - as p50/p95/p99;
+* **run created -> first pod created**, from the same watches;
+* **wall time of a 200-step DAG of 2 s steps with maxParallel 50**, against
+  its critical path and against the best schedule maxParallel allows;
+* **API writes per step**, from the operator's own write counter
+  (``szal_api_writes_total`` on its metrics port), split by kind;
+* **peak RSS** of the operator process (VmHWM).
+
+Targets (issue 5): hop p50 < 100 ms, p99 < 500 ms; <= 3 writes per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import random
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from e2e.conftest import Kubectl  # noqa: E402
+from e2e.operator_support import OperatorProcess, ensure_crds, run, sim, workflow  # noqa: E402
+
+from szal.runners.kubernetes.client import (  # noqa: E402
+    ApiClient,
+    group_path,
+    load_credentials,
+)
+from szal.spec import API_VERSION  # noqa: E402
+
+
+@dataclass
+class Watcher:
+    """Records when pods and runs are first seen in each state (monotonic clock)."""
+
+    client: ApiClient
+    namespace: str
+    pod_created: dict[str, float] = field(default_factory=dict)
+    pod_finished: dict[str, float] = field(default_factory=dict)
+    pod_step: dict[str, tuple[str, str]] = field(default_factory=dict)  # pod -> (run, step)
+    run_created: dict[str, float] = field(default_factory=dict)
+    run_finished: dict[str, float] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def _watch(
+        self, path: str, on_event: Callable[[str, dict[str, Any], float], None]
+    ) -> None:
+        session = self.client._ensure_session()
+        rv = ""
+        while True:
+            params = {"watch": "1", "allowWatchBookmarks": "true"}
+            if rv:
+                params["resourceVersion"] = rv
+            async with session.get(
+                self.client.credentials.server + path,
+                params=params,
+                headers=self.client._headers(None),
+                timeout=None,
+            ) as response:
+                async for line in response.content:
+                    seen = time.monotonic()
+                    event = json.loads(line)
+                    obj = event["object"]
+                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        on_event(event["type"], obj, seen)
+
+    def _pod(self, kind: str, pod: dict[str, Any], seen: float) -> None:
+        meta = pod["metadata"]
+        name = meta["name"]
+        labels = meta.get("labels") or {}
+        if "szal.dev/run" not in labels:
+            return
+        self.pod_created.setdefault(name, seen)
+        self.pod_step[name] = (labels["szal.dev/run"], labels.get("szal.dev/step", ""))
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            self.pod_finished.setdefault(name, seen)
+
+    def _run(self, kind: str, obj: dict[str, Any], seen: float) -> None:
+        name = obj["metadata"]["name"]
+        self.run_created.setdefault(name, seen)
+        if (obj.get("status") or {}).get("phase") in (
+            "Succeeded",
+            "Failed",
+            "RolledBack",
+            "Cancelled",
+        ):
+            self.run_finished.setdefault(name, seen)
+
+    async def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(
+                self._watch(f"/api/v1/namespaces/{self.namespace}/pods", self._pod)
+            ),
+            asyncio.create_task(
+                self._watch(group_path(API_VERSION, self.namespace, "workflowruns"), self._run)
+            ),
+        ]
+        await asyncio.sleep(0.5)  # both watches connected
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    def step_times(self, run_name: str) -> dict[str, tuple[float, float | None]]:
+        out: dict[str, tuple[float, float | None]] = {}
+        for pod, (run_label, step) in self.pod_step.items():
+            if run_label == run_name:
+                out[step] = (self.pod_created[pod], self.pod_finished.get(pod))
+        return out
+
+    async def wait_finished(self, run_name: str, timeout: float) -> float:  # noqa: ASYNC109
+        deadline = time.monotonic() + timeout
+        while run_name not in self.run_finished:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_name} did not finish in {timeout:g}s")
+            await asyncio.sleep(0.05)
+        return self.run_finished[run_name]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def chain_spec(n: int) -> dict[str, Any]:
+    return {
+        "mode": "Sequential",
+        "template": {"image": "busybox:1.36", "command": ["true"], "pod": sim("1s")},
+        "steps": [{"name": f"s{i:03d}"} for i in range(n)],
+    }
+
+
+def dag_layers(n: int, seed: int = 7) -> list[list[str]]:
+    widths = [20, 60, 60, 40, 20]
+    scale = n / sum(widths)
+    sizes = [max(1, round(w * scale)) for w in widths]
+    sizes[-1] += n - sum(sizes)
+    layers, k = [], 0
+    for size in sizes:
+        layers.append([f"d{k + i:03d}" for i in range(size)])
+        k += size
+    return layers
+
+
+def dag_spec(n: int, max_parallel: int, seed: int = 7) -> tuple[dict[str, Any], float, float]:
+    """The DAG, its critical path (s) and its best makespan under max_parallel (s)."""
+    rng = random.Random(seed)
+    layers = dag_layers(n, seed)
+    steps: list[dict[str, Any]] = []
+    for depth, layer in enumerate(layers):
+        for name in layer:
+            step: dict[str, Any] = {"name": name}
+            if depth:
+                prev = layers[depth - 1]
+                step["dependsOn"] = sorted(rng.sample(prev, min(2, len(prev))))
+            steps.append(step)
+    spec = {
+        "mode": "Dag",
+        "maxParallel": max_parallel,
+        "template": {"image": "busybox:1.36", "command": ["true"], "pod": sim("2s")},
+        "steps": steps,
+    }
+    duration = 2.0
+    critical = len(layers) * duration
+    # Layers depend on the previous layer only: the best schedule runs each
+    # layer in ceil(width / maxParallel) waves.
+    best = sum(-(-len(layer) // max_parallel) for layer in layers) * duration
+    return spec, critical, best
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    kubeconfig = Path(args.kubeconfig)
+    kubectl = Kubectl(binary=Path(args.kubectl), kubeconfig=kubeconfig)
+    ensure_crds(kubectl)
+    namespace = f"bench-{secrets.token_hex(3)}"
+    kubectl("create", "namespace", namespace)
+    results: dict[str, Any] = {"namespace": namespace}
+    op = OperatorProcess(kubeconfig, [namespace])
+    client = ApiClient(load_credentials(kubeconfig))
+    watcher = Watcher(client, namespace)
+    try:
+        deadline = time.monotonic() + 30
+        while kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode:
+            if time.monotonic() > deadline:
+                raise TimeoutError("no default ServiceAccount")
+            await asyncio.sleep(0.2)
+        op.start()
+        await watcher.start()
+        await asyncio.sleep(1.0)  # the operator's watches have listed
+
+        # 1. Chain: hop latency, and run created -> first pod.
+        kubectl.apply(workflow("chain", chain_spec(args.chain)), namespace)
+        writes_before = op.writes()
+        kubectl.apply(run("chain", "chain"), namespace)
+        await watcher.wait_finished("chain", timeout=args.chain * 10 + 60)
+        writes_chain = _diff(op.writes(), writes_before)
+        times = watcher.step_times("chain")
+        order = [f"s{i:03d}" for i in range(args.chain)]
+        hops = [
+            (times[b][0] - times[a][1]) * 1000
+            for a, b in itertools.pairwise(order)
+            if times[a][1] is not None
+        ]
+        first_pod = (times[order[0]][0] - watcher.run_created["chain"]) * 1000
+        results["chain"] = {
+            "steps": args.chain,
+            "hop_ms": {
+                "p50": percentile(hops, 0.50),
+                "p95": percentile(hops, 0.95),
+                "p99": percentile(hops, 0.99),
+                "max": max(hops),
+                "mean": statistics.fmean(hops),
+            },
+            "run_created_to_first_pod_ms": first_pod,
+            "writes": writes_chain,
+            "writes_per_step": sum(writes_chain.values()) / args.chain,
+        }
+
+        # 2. DAG: wall time against the critical path.
+        spec, critical, best = dag_spec(args.dag, args.max_parallel)
+        kubectl.apply(workflow("dag", spec), namespace)
+        writes_before = op.writes()
+        kubectl.apply(run("dag", "dag"), namespace)
+        finished = await watcher.wait_finished("dag", timeout=600)
+        writes_dag = _diff(op.writes(), writes_before)
+        wall = finished - watcher.run_created["dag"]
+        status = json.loads(
+            kubectl("get", "workflowrun", "dag", "-n", namespace, "-o", "json").stdout
+        )["status"]
+        results["dag"] = {
+            "steps": args.dag,
+            "max_parallel": args.max_parallel,
+            "phase": status["phase"],
+            "wall_s": wall,
+            "critical_path_s": critical,
+            "best_schedule_s": best,
+            "overhead_vs_best_s": wall - best,
+            "writes": writes_dag,
+            "writes_per_step": sum(writes_dag.values()) / args.dag,
+        }
+        results["operator_peak_rss_mib"] = op.peak_rss() / 2**20
+    finally:
+        await watcher.stop()
+        await client.close()
+        op.stop()
+        if not args.keep:
+            kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    return results
+
+
+def _diff(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0)}
+
+
+def report(r: dict[str, Any]) -> str:
+    c, d = r["chain"], r["dag"]
+    h = c["hop_ms"]
+    lines = [
+        f"hop latency over a {c['steps']}-step chain of 1 s steps (watch-measured):",
+        f"  p50 {h['p50']:.1f} ms   p95 {h['p95']:.1f} ms   p99 {h['p99']:.1f} ms"
+        f"   max {h['max']:.1f} ms   (targets: p50 < 100 ms, p99 < 500 ms)",
+        f"run created -> first pod created: {c['run_created_to_first_pod_ms']:.1f} ms",
+        f"{d['steps']}-step DAG of 2 s steps, maxParallel {d['max_parallel']}: "
+        f"wall {d['wall_s']:.1f} s; critical path {d['critical_path_s']:.0f} s; "
+        f"best schedule under maxParallel {d['best_schedule_s']:.0f} s "
+        f"(overhead {d['overhead_vs_best_s']:.1f} s); phase {d['phase']}",
+        f"API writes per step: chain {c['writes_per_step']:.2f} {c['writes']}",
+        f"                     dag   {d['writes_per_step']:.2f} {d['writes']}  (target <= 3)",
+        f"operator peak RSS: {r['operator_peak_rss_mib']:.1f} MiB",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    default_kubeconfig = os.environ.get("SZAL_E2E_KUBECONFIG", "/tmp/szal-cluster/kubeconfig")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--kubeconfig", default=default_kubeconfig)
+    parser.add_argument("--kubectl", default=os.environ.get("SZAL_KUBECTL", "kubectl"))
+    parser.add_argument("--chain", type=int, default=40)
+    parser.add_argument("--dag", type=int, default=200)
+    parser.add_argument("--max-parallel", type=int, default=50)
+    parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the namespace")
+    args = parser.parse_args()
+    if args.kubectl == "kubectl":
+        found = subprocess.run(["which", "kubectl"], capture_output=True, text=True).stdout
+        if not found.strip():
+            cache = sorted(Path.home().glob(".cache/szal/k8s-*/bin/kubectl"))
+            if cache:
+                args.kubectl = str(cache[-1])
+    results = asyncio.run(bench(args))
+    print(json.dumps(results, indent=2) if args.json else report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
