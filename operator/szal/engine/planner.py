@@ -25,7 +25,9 @@ Semantics are DESIGN.md section 4. Decisions where it is silent:
   before it waits for a ``maxParallel`` slot; a false condition skips at once.
 * A step with children and nothing to run goes Running then Succeeded in the
   same plan call, with ``attempts: 0`` (nothing was launched).
-* failFast: after a step finally fails (retries exhausted), every step not
+* failFast: after a step finally fails (retries exhausted), its failure
+  propagates first (dependents ``dependency failed``, later siblings ``prior
+  step failed``, children ``parent step failed``), then every other step not
   started yet is Skipped (``skipped by failFast: ...``); running steps run
   on, and steps already waiting for a retry still retry.
 * Attempt timestamps come from observations (``Observation.at``); a retry's
@@ -216,6 +218,7 @@ class Planner:
         self._changed: set[str] = set()
         self._run_changed = False
         self._comp_obs: list[tuple[int, Observation]] = []
+        self._sweep: tuple[float, str] | None = None  # failFast: skip all Pending after drain
 
     def _index_state(self, state: RunState) -> None:
         """(Re)build every derived index from ``state`` in O(n)."""
@@ -511,10 +514,10 @@ class Planner:
         if (phase is _FAILED or phase is _TIMED_OUT) and rec.attempts > 0:
             self._failures.append(i)
             if self.workflow.fail_fast and not self._stopping:
+                # Skip the rest once the failure has propagated (see _drain), so
+                # its dependents, later siblings and children keep their words.
                 self._stopping = True
-                self._skip_everything_pending(
-                    at, f"skipped by failFast: step {self._names[i]!r} failed"
-                )
+                self._sweep = (at, f"skipped by failFast: step {self._names[i]!r} failed")
 
     def _skip(self, i: int, now: float, message: str) -> None:
         if self._rec[i].phase is _PENDING:
@@ -551,17 +554,23 @@ class Planner:
         """Propagate every step that became terminal, iteratively (no deep recursion)."""
         work = self._work
         recs = self._rec
-        while work:
-            i = work.popleft()
-            children = self._children[i]
-            if children:
-                if recs[i].phase is _SUCCEEDED:
-                    self._activate(self._child_group[i], now)
+        while True:
+            while work:
+                i = work.popleft()
+                children = self._children[i]
+                if children:
+                    if recs[i].phase is _SUCCEEDED:
+                        self._activate(self._child_group[i], now)
+                    else:
+                        for c in children:
+                            self._skip(c, now, PARENT_STEP_FAILED)
                 else:
-                    for c in children:
-                        self._skip(c, now, PARENT_STEP_FAILED)
-            else:
-                self._unit_finished(i, now)
+                    self._unit_finished(i, now)
+            if self._sweep is None:
+                return
+            at, message = self._sweep
+            self._sweep = None
+            self._skip_everything_pending(at, message)
 
     def _unit_finished(self, i: int, now: float) -> None:
         """Step ``i`` and its whole subtree are terminal: tell its parent and group."""
