@@ -3,8 +3,9 @@
 The planner drives a 5,000-step Parallel workflow to its end in virtual
 time; its status goes to the API server the way the operator writes it:
 one merge patch per plan through the status subresource (the pinned spec
-with the first), with the operator's rule that a succeeded step's
-``podName`` is dropped. The object read back - metadata and managedFields
+with the first; the operator's own patch builder, which nulls keys a
+record no longer has), and like the operator it keeps no ``podName`` for
+succeeded steps. The object read back - metadata and managedFields
 included - must be under 1 MiB (etcd refuses objects over 1.5 MiB).
 
 This test does not create 5,000 pods: the size of the object does not
@@ -25,7 +26,7 @@ from szal.engine.actions import Observation
 from szal.engine.planner import Planner, new_run_state
 from szal.engine.workflow import resolve_workflow
 from szal.runners.kubernetes.client import ApiClient, group_path, load_credentials
-from szal.runners.kubernetes.reconciler import encode_pinned
+from szal.runners.kubernetes.reconciler import encode_pinned, status_merge_patch
 from szal.spec import API_VERSION, WorkflowSpec
 
 pytestmark = pytest.mark.e2e
@@ -63,10 +64,13 @@ async def _drive(kubeconfig: Path, namespace: str) -> int:
             ]
             done += len(obs)
             plan = planner.plan(state, obs, now)
-            patch = state.status_patch(plan.changed_steps)
+            patch = status_merge_patch(state, plan.changed_steps)
             await client.merge_patch(path + "/status", {"status": patch}, resource="status")
         stored = await client.get(path)
     assert stored["status"]["phase"] == "Succeeded" and done == STEPS
+    stored_status = dict(stored["status"])
+    del stored_status["pinnedSpec"]
+    assert stored_status == state.to_status()  # nothing stale left behind by merge patches
     return len(json.dumps(stored, separators=(",", ":")))
 
 

@@ -246,6 +246,21 @@ def _null_absent(record: StatusDict, keys: Iterable[str]) -> StatusDict:
     return out
 
 
+def status_merge_patch(state: RunState, changed: Iterable[str]) -> StatusDict:
+    """The ``status`` merge patch for the run fields and the ``changed`` step records.
+
+    Unlike :meth:`RunState.status_patch`, a key a record no longer has (a
+    finished step's ``attemptStartedAt``, a cleared ``message``) is sent as
+    null, so the stored status equals ``state.to_status()`` and a restarted
+    operator restores exactly what was in memory.
+    """
+    patch = _null_absent(state.run_fields(), _RUN_KEYS)
+    patch["steps"] = {
+        name: _null_absent(state.steps[name].to_status(), _STEP_KEYS) for name in changed
+    }
+    return patch
+
+
 # --- the reconciler ---------------------------------------------------------
 
 
@@ -669,10 +684,7 @@ class RunReconciler:
 
     async def _write_status(self, changed: set[str]) -> None:
         assert self.state is not None
-        patch = _null_absent(self.state.run_fields(), _RUN_KEYS)
-        patch["steps"] = {
-            name: _null_absent(self.state.steps[name].to_status(), _STEP_KEYS) for name in changed
-        }
+        patch = status_merge_patch(self.state, changed)
         if self._write_pin and self._pinned_text is not None:
             patch["pinnedSpec"] = self._pinned_text
             patch["steps"] = {n: s.to_status() for n, s in self.state.steps.items()}
