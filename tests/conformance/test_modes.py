@@ -43,7 +43,7 @@ def test_sequential_runs_one_after_another() -> None:
 
 
 def test_mode_defaults_to_sequential() -> None:
-    status, sim = run(doc([step("a"), step("b")]))
+    _status, sim = run(doc([step("a"), step("b")]))
     assert started(sim) == ["a", "b"]
     assert launch_times(sim, "b") == [1.0]
 
@@ -172,7 +172,7 @@ def test_trigger_any_runs_when_one_dependency_failed_and_another_succeeded() -> 
 def test_trigger_any_skipped_only_when_no_dependency_succeeded() -> None:
     steps = [
         step("a"),
-        step("b", duration=None) if False else step("b"),
+        step("b"),
         step("any", dependsOn=["a", "b"], trigger="Any"),
     ]
     status, _ = run(doc(steps, mode="Dag"), {"a": FAIL, "b": FAIL})
@@ -305,7 +305,7 @@ def test_hierarchical_children_in_dag_mode() -> None:
             steps=[step("x"), step("y", dependsOn=["x"]), step("z", dependsOn=["y"])],
         )
     ]
-    status, sim = run(doc(tree, mode="Hierarchical"), {"x": FAIL})
+    status, _sim = run(doc(tree, mode="Hierarchical"), {"x": FAIL})
     assert phases(status) == {"p": "Succeeded", "x": "Failed", "y": "Skipped", "z": "Skipped"}
     assert messages(status)["z"] == "dependency failed"
 

@@ -31,10 +31,11 @@ Decisions (DESIGN.md is silent on these; written down here and in docs):
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,6 +205,73 @@ def issues_from_validation_error(data: Any, exc: ValidationError) -> list[SpecIs
     return out
 
 
+# Keys that cannot simply be dropped to look past a shape error: dropping them
+# would change what the rest of the workflow means (and report made-up
+# problems), so the whole-workflow checks are not run then.
+_UNPRUNABLE = frozenset(
+    {
+        "apiVersion",
+        "kind",
+        "metadata",
+        "spec",
+        "workflow",
+        "mode",
+        "params",
+        "name",
+        "dependsOn",
+        "steps",
+        "template",
+    }
+)
+# Dropped keys that other checks look at get a harmless stand-in instead.
+_STAND_INS: Mapping[str, Any] = {"command": ["true"], "args": [], "script": "true"}
+
+
+def _pruned(data: Any, exc: ValidationError) -> Any | None:
+    """A copy of ``data`` without the values the models refused, or None.
+
+    Lets validation report the whole-workflow problems (unknown dependencies,
+    cycles, duplicate names, ``when`` references) together with the shape
+    errors instead of only the first kind. None when a refused value cannot
+    be dropped without changing the meaning of the rest.
+    """
+    doc = copy.deepcopy(data)
+    for error in exc.errors():
+        node: Any = doc
+        parent: Any = None
+        key: Any = None
+        for part in error.get("loc", ()):
+            if isinstance(node, Mapping) and isinstance(part, str) and part in node:
+                parent, key, node = node, part, node[part]
+            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+                parent, key, node = node, part, node[part]
+            else:
+                break
+        if not isinstance(parent, dict) or not isinstance(key, str) or key in _UNPRUNABLE:
+            return None
+        if key in _STAND_INS:
+            parent[key] = copy.deepcopy(_STAND_INS[key])
+        else:
+            parent.pop(key, None)
+    return doc
+
+
+def _issues_past_shape(
+    data: Any, exc: ValidationError, check: Callable[[Any], list[SpecIssue]]
+) -> list[SpecIssue]:
+    """Shape issues of ``exc`` plus ``check``'s issues on the pruned document."""
+    found = issues_from_validation_error(data, exc)
+    doc = _pruned(data, exc)
+    if doc is None:
+        return found
+    try:
+        more = check(doc)
+    except ValidationError:
+        return found
+    seen = {(issue.path, issue.field) for issue in found}
+    return found + [issue for issue in more if (issue.path, issue.field) not in seen]
+
+
 def parse_workflow(data: Any, source: str | None = None) -> Workflow:
     """Load a Workflow document, raising :class:`WorkflowInvalid` on any problem.
 
@@ -216,7 +284,10 @@ def parse_workflow(data: Any, source: str | None = None) -> Workflow:
     try:
         workflow = Workflow.model_validate(data)
     except ValidationError as exc:
-        raise WorkflowInvalid(issues_from_validation_error(data, exc), source) from None
+        issues = _issues_past_shape(
+            data, exc, lambda doc: validate_workflow(Workflow.model_validate(doc).spec)
+        )
+        raise WorkflowInvalid(issues, source) from None
     issues = validate_workflow(workflow.spec)
     if issues:
         raise WorkflowInvalid(issues, source)
@@ -232,7 +303,8 @@ def parse_workflow_run(data: Any, source: str | None = None) -> WorkflowRun:
     try:
         run = WorkflowRun.model_validate(data)
     except ValidationError as exc:
-        raise WorkflowInvalid(issues_from_validation_error(data, exc), source) from None
+        issues = _issues_past_shape(data, exc, _inline_workflow_issues)
+        raise WorkflowInvalid(issues, source) from None
     issues: list[SpecIssue] = []
     if run.spec.workflow is None and run.spec.workflow_ref is None:
         issues.append(SpecIssue("spec", None, "workflowRef", "give either workflowRef or workflow"))
@@ -249,6 +321,13 @@ def parse_workflow_run(data: Any, source: str | None = None) -> WorkflowRun:
     if issues:
         raise WorkflowInvalid(issues, source)
     return run
+
+
+def _inline_workflow_issues(doc: Any) -> list[SpecIssue]:
+    workflow = WorkflowRun.model_validate(doc).spec.workflow
+    if workflow is None:
+        return []
+    return [_prefixed(issue, "spec.workflow") for issue in validate_workflow(workflow)]
 
 
 def _prefixed(issue: SpecIssue, prefix: str) -> SpecIssue:
