@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from tests.conformance.support import doc, issues, resolved, step
 
 from szal.engine import parse_workflow, validate_workflow

@@ -403,7 +403,7 @@ class Planner:
             and now >= deadline
             and phase in (RunPhase.RUNNING, RunPhase.PAUSED)
         ):
-            limit = format_duration(self.workflow.timeout or 0.0)
+            limit = self.workflow.timeout_text or format_duration(self.workflow.timeout or 0.0)
             self._cancel_all(now, f"run deadline exceeded ({limit})", "deadline")
             if phase is RunPhase.PAUSED:
                 self._run_change(RunPhase.RUNNING, now, "RunResumed", "")
@@ -699,6 +699,8 @@ class Planner:
             rec.started_at = now
         rec.attempt_started_at = now
         rec.retry_at = None
+        rec.exit_code = None  # exit code and outputs are the current attempt's
+        rec.outputs = None
         self._running += 1
         step = self._steps[i]
         timeout = self._timeout[i]
@@ -774,6 +776,8 @@ class Planner:
                     rec.started_at = obs.at
                 rec.attempt_started_at = obs.at
                 rec.retry_at = None
+                rec.exit_code = None
+                rec.outputs = None
                 self._running += 1
                 timeout = self._timeout[i]
                 if timeout is not None:
@@ -829,7 +833,9 @@ class Planner:
                 rb = rec.rollback
                 if rb is None or rb.phase is not _RUNNING:
                     continue
-                limit = format_duration(self._steps[i].rollback_timeout or 0.0)
+                limit = self._steps[i].rollback_timeout_text or format_duration(
+                    self._steps[i].rollback_timeout or 0.0
+                )
                 self._actions.append(Stop(AttemptRef(name, 1, True), "timeout"))
                 self._compensation_change(
                     i, _TIMED_OUT, now, f"timed out: exceeded the timeout of {limit}"
@@ -837,7 +843,7 @@ class Planner:
                 continue
             if rec.phase is not _RUNNING or rec.attempts != attempt:
                 continue
-            limit = format_duration(self._timeout[i] or 0.0)
+            limit = self._steps[i].timeout_text or format_duration(self._timeout[i] or 0.0)
             self._actions.append(Stop(AttemptRef(name, attempt), "timeout"))
             self._running -= 1
             self._fail_attempt(

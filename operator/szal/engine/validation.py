@@ -241,12 +241,11 @@ def _pruned(data: Any, exc: ValidationError) -> Any | None:
         parent: Any = None
         key: Any = None
         for part in error.get("loc", ()):
-            if isinstance(node, Mapping) and isinstance(part, str) and part in node:
-                parent, key, node = node, part, node[part]
-            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-                parent, key, node = node, part, node[part]
-            else:
+            in_mapping = isinstance(node, Mapping) and isinstance(part, str) and part in node
+            in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+            if not (in_mapping or in_list):
                 break
+            parent, key, node = node, part, node[part]
         if not isinstance(parent, dict) or not isinstance(key, str) or key in _UNPRUNABLE:
             return None
         if key in _STAND_INS:

@@ -97,6 +97,8 @@ class ResolvedStep:
     children: tuple[str, ...]
     group_mode: Mode
     mode: Mode
+    timeout_text: str | None = None  # the limits as written, for messages
+    rollback_timeout_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +116,7 @@ class ResolvedWorkflow:
     params: dict[str, object]
     steps: tuple[ResolvedStep, ...]
     by_name: dict[str, ResolvedStep]
+    timeout_text: str | None = None  # ``spec.timeout`` as written, for messages
 
 
 def _merge_env(*layers: list[EnvVar] | None) -> tuple[tuple[str, str], ...]:
@@ -248,6 +251,8 @@ def resolve_workflow(
                 children=tuple(child.name for child in step.steps or ()),
                 group_mode=group_mode,
                 mode=step.mode or "Sequential",
+                timeout_text=timeout,
+                rollback_timeout_text=step.rollback.timeout if step.rollback else None,
             )
         )
     return ResolvedWorkflow(
@@ -265,4 +270,5 @@ def resolve_workflow(
         },
         steps=tuple(resolved),
         by_name={step.name: step for step in resolved},
+        timeout_text=spec.timeout,
     )
