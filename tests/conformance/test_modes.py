@@ -347,3 +347,13 @@ def test_all_succeeded_is_succeeded_with_condition_true() -> None:
     assert status["conditions"][0]["type"] == "Succeeded"
     assert status["conditions"][0]["status"] == "True"
     assert status["conditions"][0]["reason"] == "Succeeded"
+
+
+def test_hierarchical_parent_does_not_run_the_template_command() -> None:
+    tree = [{"name": "group", "steps": [{"name": "a"}, {"name": "b"}]}]
+    status, sim = run(doc(tree, mode="Hierarchical", template={"command": ["make"]}))
+    assert started(sim) == ["a", "b"]
+    group = status["steps"]["group"]
+    assert (group["phase"], group["attempts"]) == ("Succeeded", 0)
+    assert not [ref for ref in sim.launched if ref.step == "group"]
+    assert status["phase"] == "Succeeded"

@@ -158,7 +158,11 @@ def _retry_policy(retries: Retries | None) -> RetryPolicy:
 
 
 def _command(step: Step, template: StepTemplate) -> Command:
-    if step.script is not None:
+    if step.steps and step.command is None and step.script is None and step.args is None:
+        # A step with children runs only its own command: the template's
+        # command is for the steps that do the work, not for grouping steps.
+        command, args, script = None, None, None
+    elif step.script is not None:
         command, args, script = None, None, step.script
     elif step.command is not None:
         command, args, script = step.command, step.args, None
@@ -196,6 +200,9 @@ def resolve_workflow(
     whole unit, a step's lone ``args`` go with the template's ``command``);
     ``env`` merges by name; ``pod`` merges field by field (labels and
     annotations key by key); a compensation inherits the step's image and env.
+    A step with children that sets none of ``command``/``args``/``script``
+    runs nothing of its own (not the template's command): it only orders its
+    children.
     """
     from szal.engine.validation import raise_for_issues, spec_hash, validate_workflow
 
