@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from tests.conformance.support import doc, issues, resolved, step
 
-from szal.engine import parse_workflow, validate_workflow
+from szal.engine import WorkflowInvalid, parse_workflow, parse_workflow_run, validate_workflow
 
 
 def fields(document: dict[str, Any]) -> set[tuple[str | None, str]]:
@@ -305,3 +305,23 @@ def test_defaults_version_1_and_children_sequential() -> None:
     assert run.by_name["p"].trigger == "All"
     assert run.by_name["p"].retries.limit == 0
     assert run.by_name["p"].timeout is None
+
+
+def test_workflow_run_with_inline_workflow_collects_every_error() -> None:
+    inline = doc([step("a", timeout="soon", dependsOn=["ghost"]), step("a")], mode="Dag")["spec"]
+    document = {
+        "apiVersion": "szal.dev/v1alpha1",
+        "kind": "WorkflowRun",
+        "metadata": {"name": "r"},
+        "spec": {"workflow": inline},
+    }
+    with pytest.raises(WorkflowInvalid) as caught:
+        parse_workflow_run(document)
+    found = {(i.step, i.field) for i in caught.value.issues}
+    assert {("a", "timeout"), ("a", "dependsOn"), ("a", "name")} <= found
+    assert all(i.path.startswith("spec.workflow.") for i in caught.value.issues)
+
+
+def test_a_refused_mode_does_not_invent_dependency_errors() -> None:
+    found = fields(doc([step("a"), step("b", dependsOn=["a"])], mode="DAG"))
+    assert found == {(None, "mode")}

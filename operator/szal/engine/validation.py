@@ -302,8 +302,8 @@ def parse_workflow_run(data: Any, source: str | None = None) -> WorkflowRun:
     try:
         run = WorkflowRun.model_validate(data)
     except ValidationError as exc:
-        issues = _issues_past_shape(data, exc, _inline_workflow_issues)
-        raise WorkflowInvalid(issues, source) from None
+        shape_issues = _issues_past_shape(data, exc, _inline_workflow_issues)
+        raise WorkflowInvalid(shape_issues, source) from None
     issues: list[SpecIssue] = []
     if run.spec.workflow is None and run.spec.workflow_ref is None:
         issues.append(SpecIssue("spec", None, "workflowRef", "give either workflowRef or workflow"))
