@@ -330,8 +330,13 @@ class Operator:
             return
         old_generation = (mailbox.body.get("metadata") or {}).get("generation")
         significant = meta.get("generation") != old_generation
+        idle = mailbox.task is None or mailbox.task.done()
+        if idle and not significant:
+            # A finished run's reconciler is gone; keep no big body around.
+            mailbox.body = _slim(body)
+            return
         mailbox.post_run(body, significant=significant)
-        if significant and (mailbox.task is None or mailbox.task.done()):
+        if significant and idle:
             self._spawn(mailbox)
 
     def _spawn(self, mailbox: Mailbox) -> None:
@@ -342,6 +347,7 @@ class Operator:
         mailbox.task = asyncio.create_task(
             reconciler.run(), name=f"szal-run-{mailbox.namespace}/{mailbox.name}"
         )
+        mailbox.task.add_done_callback(lambda _: _release(mailbox))
 
     def _forget(self, key: RunKey) -> None:
         mailbox = self.mailboxes.pop(key, None)
@@ -379,3 +385,15 @@ class Operator:
             await self.runtime.client.merge_patch(path, patch, resource="workflows/status")
         except ApiError as error:
             logger.warning("cannot update status of Workflow %s: %s", meta.get("name"), error)
+
+
+def _slim(body: dict[str, Any]) -> dict[str, Any]:
+    """What a mailbox keeps of a finished run: enough to notice a spec change."""
+    meta = body.get("metadata") or {}
+    keep = ("name", "namespace", "uid", "generation", "resourceVersion")
+    return {"metadata": {k: meta[k] for k in keep if k in meta}}
+
+
+def _release(mailbox: Mailbox) -> None:
+    mailbox.body = _slim(mailbox.body)
+    mailbox.pods.clear()

@@ -67,6 +67,7 @@ from szal.engine.migrations import upgrade
 from szal.engine.phases import RunPhase, StepPhase
 from szal.engine.planner import Planner, new_run_state
 from szal.engine.state import PinnedWorkflow, RunState, StatusDict
+from szal.engine.timestamps import format_timestamp
 from szal.engine.validation import (
     SpecIssue,
     WorkflowInvalid,
@@ -93,6 +94,7 @@ from szal.spec import API_VERSION, WorkflowSpec
 logger = logging.getLogger(__name__)
 
 RUNS = "workflowruns"
+_TERMINAL_PHASES = frozenset(p.value for p in RunPhase if p.is_terminal)
 WORKFLOWS = "workflows"
 
 #: Keys a step record may hold; a changed record's absent keys are sent as
@@ -230,6 +232,15 @@ def decode_pinned(text: str) -> tuple[str, WorkflowSpec, dict[str, Any]]:
     return doc["workflow"], WorkflowSpec.model_validate(doc["spec"]), dict(doc["params"])
 
 
+class RunRefusedLate(Exception):
+    """A started run whose spec cannot be recovered; it fails (a permanent error)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
 class RunRefused(Exception):
     """The run cannot start: its workflow is missing or invalid (a permanent error)."""
 
@@ -306,6 +317,10 @@ class RunReconciler:
             except NotFound:
                 logger.info("run %s/%s is gone", self.ref.namespace, self.ref.name)
                 return
+            except RunRefusedLate as refused:
+                logger.error("run %s/%s: %s", self.ref.namespace, self.ref.name, refused.message)
+                await self._fail_unrecoverable(refused)
+                return
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -335,6 +350,28 @@ class RunReconciler:
         if refetch:
             body = await self.runtime.client.get(self._path())
             self.mailbox.body = body
+
+    async def _fail_unrecoverable(self, refused: RunRefusedLate) -> None:
+        now = self.runtime.clock()
+        patch = {
+            "phase": RunPhase.FAILED.value,
+            "message": refused.message,
+            "finishedAt": format_timestamp(now),
+            "conditions": [
+                {
+                    "type": "Succeeded",
+                    "status": "False",
+                    "reason": refused.reason,
+                    "message": refused.message,
+                    "lastTransitionTime": format_timestamp(now),
+                }
+            ],
+        }
+        body = {"metadata": {"resourceVersion": _rv(self.mailbox.body)}, "status": patch}
+        with contextlib.suppress(ApiError):
+            await self.runtime.client.merge_patch(
+                self._path(status=True), body, resource="workflowruns/status"
+            )
 
     def _path(self, status: bool = False) -> str:
         path = group_path(API_VERSION, self.ref.namespace, RUNS, self.ref.name)
@@ -428,7 +465,12 @@ class RunReconciler:
         """Build the in-memory state from status (+ pinned spec); None when ready to plan."""
         status = body.get("status") or {}
         self.mailbox.pods.clear()  # the full scan below covers them
-        state = RunState.from_status(status) if status.get("phase") else None
+        phase = status.get("phase")
+        if phase in _TERMINAL_PHASES and self.runtime.history is None:
+            # Nothing to plan: only the run fields matter (TTL), skip the steps.
+            self.state = RunState.from_status({k: v for k, v in status.items() if k != "steps"})
+            return None
+        state = RunState.from_status(status) if phase else None
         if state is not None and state.phase.is_terminal:
             self.state = state
             if self.runtime.history is not None:
@@ -449,8 +491,20 @@ class RunReconciler:
         self.workflow = workflow
         self.planner = Planner(workflow)
         self._launchers = {s.name: s.launcher for s in workflow.steps}
-        if state is None or first:
+        if state is None:
             state = new_run_state(workflow)
+        elif (
+            first
+            and state.workflow is not None
+            and (state.workflow.spec_hash != workflow.spec_hash)
+        ):
+            # A status without pinnedSpec (written by something else): only
+            # the Workflow it pinned by hash will do.
+            raise RunRefusedLate(
+                "PinnedSpecLost",
+                f"the run's pinned spec {state.workflow.spec_hash} is not in its status and "
+                f"Workflow {workflow.name} now has {workflow.spec_hash}",
+            )
         if state.workflow is None:
             state.workflow = PinnedWorkflow(workflow.name, workflow.version, workflow.spec_hash)
         self.state = state

@@ -1,0 +1,99 @@
+"""The operator works under exactly the RBAC that manifests/base/rbac grants.
+
+The ServiceAccount, ClusterRole and binding of ``manifests/base`` are
+applied; the operator runs with a token of that ServiceAccount (no admin
+certificate) and must do everything a run needs: watch runs, workflows and
+pods, create pods and Jobs, delete pods (timeouts), write run and workflow
+status, post Events, and delete a finished run at its TTL.
+
+Not covered: the admission webhooks' permissions (the admission tests).
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+import yaml
+
+from e2e.conftest import REPO, Kubectl
+from e2e.operator_support import (
+    OperatorProcess,
+    ensure_crds,
+    run,
+    sim,
+    step_phases,
+    wait_for,
+    wait_phase,
+    workflow,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def _service_account_kubeconfig(kubectl: Kubectl, admin: Path, target: Path) -> Path:
+    kubectl("create", "namespace", "szal-system", check=False)
+    kubectl("apply", "-k", str(REPO / "manifests" / "base" / "rbac"), "-n", "szal-system")
+    token = kubectl(
+        "create", "token", "szal-operator", "-n", "szal-system", "--duration=1h"
+    ).stdout.strip()
+    config = yaml.safe_load(admin.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    ca = cluster.get("certificate-authority-data") or base64.b64encode(
+        Path(cluster["certificate-authority"]).read_bytes()
+    ).decode()
+    target.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": cluster["server"],
+                                              "certificate-authority-data": ca}}
+                ],
+                "users": [{"name": "szal-operator", "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "szal-operator"}}],
+                "current-context": "sa",
+            }
+        )
+    )
+    return target
+
+
+def test_operator_runs_with_the_manifests_rbac_only(
+    kubeconfig: Path, kubectl: Kubectl, namespace: str, tmp_path: Path
+) -> None:
+    ensure_crds(kubectl)
+    sa_config = _service_account_kubeconfig(kubectl, kubeconfig, tmp_path / "sa.kubeconfig")
+    spec = {
+        "template": {"image": "busybox:1.36", "pod": sim("200ms")},
+        "steps": [
+            {"name": "pod", "command": ["true"]},
+            {"name": "job", "command": ["true"], "launcher": "Job"},
+            {"name": "slow", "command": ["true"], "timeout": "1s", "pod": sim("60s"),
+             "retries": {"limit": 0}},
+        ],
+        "mode": "Parallel",
+    }
+    kubectl.apply(workflow("rbac", spec), namespace)
+    with OperatorProcess(sa_config, [namespace]):
+        kubectl.apply(run("rbac", "rbac", ttlSecondsAfterFinished=1), namespace)
+        status = wait_phase(kubectl, namespace, "rbac", timeout=60)
+        assert step_phases(status) == {
+            "pod": ("Succeeded", 1),
+            "job": ("Succeeded", 1),
+            "slow": ("TimedOut", 1),
+        }
+        events = kubectl.json(
+            "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=rbac"
+        )["items"]
+        assert any(e["reason"] == "StepTimedOut" for e in events)
+        wait_for(
+            lambda: (kubectl.get("workflow", "rbac", namespace) or {})
+            .get("status", {})
+            .get("stepCount") == 3,
+            "the Workflow's stepCount",
+        )
+        wait_for(lambda: kubectl.get("workflowrun", "rbac", namespace) is None,
+                 "the TTL deletion", timeout=30)
