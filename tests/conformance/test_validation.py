@@ -144,6 +144,12 @@ def test_bad_durations_are_refused_naming_step_and_field(text: str) -> None:
     assert [(i.step, i.field) for i in found] == [("a", "retries.delay")]
 
 
+def test_a_number_where_a_duration_belongs_says_so() -> None:
+    (issue,) = issues(doc([step("a", timeout=10)]))
+    assert (issue.step, issue.field) == ("a", "timeout")
+    assert "duration" in issue.message
+
+
 # -- when -------------------------------------------------------------------------
 
 

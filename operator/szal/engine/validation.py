@@ -99,6 +99,10 @@ class WorkflowInvalid(ValueError):
 # ---------------------------------------------------------------------------
 
 
+# Fields holding a duration: a number there (`timeout: 10`) gets the duration message.
+_DURATION_FIELDS = frozenset({"timeout", "delay", "maxDelay"})
+
+
 def _step_label(raw: Any, index: int) -> str:
     if isinstance(raw, Mapping):
         name = raw.get("name")
@@ -156,7 +160,10 @@ def _issue_from_error(data: Any, error: Mapping[str, Any]) -> tuple[SpecIssue, s
                 break
     message = str(error.get("msg", "invalid value"))
     ctx = error.get("ctx") or {}
-    if error.get("type") == "string_pattern_mismatch" and ctx.get("pattern") == DURATION_PATTERN:
+    duration_pattern = ctx.get("pattern") == DURATION_PATTERN
+    if (error.get("type") == "string_pattern_mismatch" and duration_pattern) or (
+        error.get("type") == "string_type" and loc and loc[-1] in _DURATION_FIELDS
+    ):
         try:
             parse_duration(error.get("input"))  # type: ignore[arg-type]
         except DurationError as exc:
