@@ -7,8 +7,9 @@ Every e2e test gets its cluster through the session fixture ``kubeconfig``:
   cluster. It is never stopped by the tests.
 * Otherwise the fixture starts the local cluster with ``e2e/cluster/up.sh``
   (building the pinned binaries first if the cache is cold) and stops it with
-  ``e2e/cluster/down.sh`` when the session ends - unless it was already
-  running, in which case it is left running.
+  ``e2e/cluster/down.sh`` when the last test session using it ends. A cluster
+  that was already running when no test session used it (started by hand) is
+  left running.
 
 Either way the fixture waits, polling on a deadline, until every node is Ready
 and the ``default`` ServiceAccount exists. A cluster that cannot be built or
@@ -22,6 +23,7 @@ deadline. Nothing is mocked.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -268,21 +270,40 @@ def _cluster() -> Iterator[Kubectl]:
         _wait_ready(kubectl)
         yield kubectl
         return
-    proc = _run_script("up.sh")
-    if proc.returncode != 0:
-        pytest.fail(
-            f"cannot start the e2e cluster: {_script_failure('up.sh', proc)}", pytrace=False
-        )
-    started_here = "already up" not in proc.stderr
-    kubectl = Kubectl(binary=binary, kubeconfig=Path(proc.stdout.strip().splitlines()[-1]))
-    try:
-        _wait_ready(kubectl)
-        yield kubectl
-    finally:
-        if started_here:
-            down = _run_script("down.sh")
-            if down.returncode != 0:
-                raise _script_failure("down.sh", down)
+    # Several test sessions on one machine may share the cluster: each holds a
+    # shared lock on <dir>.users while it runs, and a cluster that a session
+    # started is stopped by the last session to leave (the one that gets the
+    # lock exclusively). A cluster started by hand or by make is never stopped.
+    cluster_dir = Path(os.environ.get("SZAL_CLUSTER_DIR", "/tmp/szal-cluster"))
+    cluster_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{cluster_dir}.users", "a") as users:
+        fcntl.flock(users, fcntl.LOCK_SH)
+        proc = _run_script("up.sh")
+        if proc.returncode != 0:
+            _run_script("down.sh", "--keep")  # stop what did start; keep the logs
+            pytest.fail(
+                f"cannot start the e2e cluster: {_script_failure('up.sh', proc)}\n"
+                f"(logs kept in {cluster_dir}/logs)",
+                pytrace=False,
+            )
+        mark = cluster_dir / ".started-by-pytest"
+        if "already up" not in proc.stderr:
+            mark.touch()
+        kubectl = Kubectl(binary=binary, kubeconfig=Path(proc.stdout.strip().splitlines()[-1]))
+        try:
+            _wait_ready(kubectl)
+            yield kubectl
+        finally:
+            fcntl.flock(users, fcntl.LOCK_UN)
+            try:
+                fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                last = True
+            except BlockingIOError:
+                last = False
+            if last and mark.exists():
+                down = _run_script("down.sh")
+                if down.returncode != 0:
+                    raise _script_failure("down.sh", down)
 
 
 @pytest.fixture(scope="session")
