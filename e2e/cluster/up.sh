@@ -39,10 +39,12 @@ flock -w 900 9 || die "another up.sh/down.sh holds $dir.lock"
 export SZAL_CLUSTER_LOCK_HELD=1
 
 pid_of() { cat "$dir/run/$1.pid" 2>/dev/null || true; }
-alive() {
-  local pid
+alive() {  # running, and not a zombie nobody has reaped yet
+  local pid state
   pid="$(pid_of "$1")"
-  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null
+  [[ -n "$pid" ]] || return 1
+  state="$(ps -o stat= -p "$pid" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != Z* ]]
 }
 log_tail() {
   local f="$dir/logs/$1.log"
