@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -76,11 +76,10 @@ def poll_until(
     must say what it is waiting for, not swallow errors.
     """
     deadline = time.monotonic() + timeout
-    last: Any = None
     while True:
         last = check()
         if last:
-            return last  # type: ignore[return-value]
+            return cast(T, last)
         if time.monotonic() >= deadline:
             pytest.fail(f"timed out after {timeout:g}s waiting for {what}; last: {last!r}")
         time.sleep(interval)
