@@ -21,6 +21,7 @@ cluster's kwok stages read (duration, exit code, termination message); a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from e2e.conftest import Kubectl
 from e2e.operator_support import (
     OperatorProcess,
     ensure_crds,
+    free_port,
     pods_of,
     run,
     sim,
@@ -467,3 +469,41 @@ def test_missing_workflow_fails_the_run(
     assert status["phase"] == "Failed"
     assert status["conditions"][0]["reason"] == "WorkflowNotFound"
     assert "no-such-workflow" in status["message"]
+
+
+def test_szal_operator_serves_admission_webhooks(
+    kubeconfig: Path, kubectl: Kubectl, namespace: str, tmp_path: Path
+) -> None:
+    ensure_crds(kubectl)
+    port = free_port()
+    args = ("--webhook-port", str(port), "--webhook-cert-dir", str(tmp_path / "certs"))
+    with OperatorProcess(kubeconfig, [namespace], *args):
+        cyclic = {
+            "mode": "Dag",
+            "steps": [
+                {"name": "a", "image": "busybox:1.36", "command": ["true"], "dependsOn": ["b"]},
+                {"name": "b", "image": "busybox:1.36", "command": ["true"], "dependsOn": ["a"]},
+            ],
+        }
+
+        def refused() -> str | None:
+            proc = kubectl(
+                "apply",
+                "-n",
+                namespace,
+                "-f",
+                "-",
+                input=json.dumps(workflow("cyclic", cyclic)),
+                check=False,
+            )
+            return proc.stderr if proc.returncode != 0 and "denied" in proc.stderr else None
+
+        message = wait_for(refused, "the webhook to refuse a cyclic Workflow", timeout=30)
+        assert "a -> b -> a" in message, message
+        ok = {
+            "steps": [
+                {"name": "s", "image": "busybox:1.36", "command": ["true"], "pod": sim("100ms")}
+            ]
+        }
+        submit(kubectl, namespace, "admitted", ok)
+        assert wait_phase(kubectl, namespace, "admitted")["phase"] == "Succeeded"
