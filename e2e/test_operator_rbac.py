@@ -40,17 +40,20 @@ def _service_account_kubeconfig(kubectl: Kubectl, admin: Path, target: Path) -> 
     ).stdout.strip()
     config = yaml.safe_load(admin.read_text())
     cluster = config["clusters"][0]["cluster"]
-    ca = cluster.get("certificate-authority-data") or base64.b64encode(
-        Path(cluster["certificate-authority"]).read_bytes()
-    ).decode()
+    ca = (
+        cluster.get("certificate-authority-data")
+        or base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
+    )
     target.write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
                 "clusters": [
-                    {"name": "c", "cluster": {"server": cluster["server"],
-                                              "certificate-authority-data": ca}}
+                    {
+                        "name": "c",
+                        "cluster": {"server": cluster["server"], "certificate-authority-data": ca},
+                    }
                 ],
                 "users": [{"name": "szal-operator", "user": {"token": token}}],
                 "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "szal-operator"}}],
@@ -71,8 +74,13 @@ def test_operator_runs_with_the_manifests_rbac_only(
         "steps": [
             {"name": "pod", "command": ["true"]},
             {"name": "job", "command": ["true"], "launcher": "Job"},
-            {"name": "slow", "command": ["true"], "timeout": "1s", "pod": sim("60s"),
-             "retries": {"limit": 0}},
+            {
+                "name": "slow",
+                "command": ["true"],
+                "timeout": "1s",
+                "pod": sim("60s"),
+                "retries": {"limit": 0},
+            },
         ],
         "mode": "Parallel",
     }
@@ -90,10 +98,16 @@ def test_operator_runs_with_the_manifests_rbac_only(
         )["items"]
         assert any(e["reason"] == "StepTimedOut" for e in events)
         wait_for(
-            lambda: (kubectl.get("workflow", "rbac", namespace) or {})
-            .get("status", {})
-            .get("stepCount") == 3,
+            lambda: (
+                (kubectl.get("workflow", "rbac", namespace) or {})
+                .get("status", {})
+                .get("stepCount")
+                == 3
+            ),
             "the Workflow's stepCount",
         )
-        wait_for(lambda: kubectl.get("workflowrun", "rbac", namespace) is None,
-                 "the TTL deletion", timeout=30)
+        wait_for(
+            lambda: kubectl.get("workflowrun", "rbac", namespace) is None,
+            "the TTL deletion",
+            timeout=30,
+        )
