@@ -1,6 +1,6 @@
 """Crash safety: the operator SIGKILLed again and again, at random moments.
 
-Three runs (a DAG with a flaky step and a condition, a Sequential run that
+Three runs (a DAG with a flaky step, a condition and a Job, a Sequential run that
 fails and rolls back, a Parallel run under maxParallel) are started; the
 operator is killed with SIGKILL at random points - between a pod's creation
 and its status write, mid-rollback, anywhere - and started again, many
@@ -67,7 +67,8 @@ def _dag() -> dict[str, Any]:
             {"name": "e", "command": ["true"], "dependsOn": ["b", "c"]},
             {"name": "f", "command": ["true"], "dependsOn": ["c", "d"]},
             {"name": "g", "command": ["true"], "dependsOn": ["e", "f"], "pod": sim("700ms")},
-            {"name": "h", "command": ["true"], "dependsOn": ["g"]},
+            {"name": "j", "command": ["true"], "dependsOn": ["b"], "launcher": "Job"},
+            {"name": "h", "command": ["true"], "dependsOn": ["g", "j"]},
         ],
     }
 
@@ -109,6 +110,7 @@ EXPECTED = {
             "f": ("Succeeded", 1),
             "g": ("Succeeded", 1),
             "h": ("Succeeded", 1),
+            "j": ("Succeeded", 1),
         },
     ),
     "rollback": (
