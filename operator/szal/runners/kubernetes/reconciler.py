@@ -296,6 +296,7 @@ class RunReconciler:
         self._retry_launches: dict[AttemptRef, Launch] = {}
         self._deleted_by_us: set[AttemptRef] = set()
         self._launchers: dict[str, str] = {}
+        self._first_restore = True
 
     # --- the loop -----------------------------------------------------------
 
@@ -516,7 +517,13 @@ class RunReconciler:
         known = {v.ref for v in views}
         for view in views:
             self.mailbox.pods[view.uid] = ("RESTORED", view)
-        self._suspects = {ref for ref in self._running_refs() if ref not in known}
+        if self._first_restore:
+            # Only now is "recorded running, no pod in the index" proof of a
+            # vanished pod: kopf listed every pod before this task started and
+            # this process has created none yet. After a reset mid-life, a pod
+            # we just created may not have come through the watch yet.
+            self._suspects = {ref for ref in self._running_refs() if ref not in known}
+        self._first_restore = False
         return None
 
     def _running_refs(self) -> Iterable[AttemptRef]:
