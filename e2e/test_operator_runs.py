@@ -507,3 +507,37 @@ def test_szal_operator_serves_admission_webhooks(
         }
         submit(kubectl, namespace, "admitted", ok)
         assert wait_phase(kubectl, namespace, "admitted")["phase"] == "Succeeded"
+
+
+def test_a_pod_deleted_by_someone_fails_its_attempt_and_is_retried(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    spec = {
+        "steps": [
+            {
+                "name": "victim",
+                "image": "busybox:1.36",
+                "command": ["true"],
+                "retries": {"limit": 1, "delay": "100ms"},
+                "pod": sim("3s", **{"szal.dev/sim-duration-attempt-2": "200ms"}),
+            },
+        ]
+    }
+    submit(kubectl, namespace, "gone", spec)
+
+    def running_pod() -> str | None:
+        for p in pods_of(kubectl, namespace, "gone"):
+            if p.get("status", {}).get("phase") == "Running":
+                return str(p["metadata"]["name"])
+        return None
+
+    name = wait_for(running_pod, "the first attempt's pod to run")
+    kubectl("delete", "pod", name, "-n", namespace, "--wait=false")
+    status = wait_phase(kubectl, namespace, "gone", timeout=30)
+    assert status["phase"] == "Succeeded", status
+    assert step_phases(status) == {"victim": ("Succeeded", 2)}
+    events = kubectl.json(
+        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=gone"
+    )["items"]
+    retry = [e["message"] for e in events if e["reason"] == "Retrying"]
+    assert retry and "was deleted before it finished" in retry[0], retry
