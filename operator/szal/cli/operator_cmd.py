@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from pathlib import Path
 
 from szal.cli.commanding import EXIT_INVALID, EXIT_OK, Subcommand
@@ -125,7 +126,7 @@ def handle(args: argparse.Namespace) -> int:
     try:
         asyncio.run(_serve(args))
     except CredentialsError as error:
-        print(f"szal operator: {error}")
+        print(f"szal operator: {error}", file=sys.stderr)
         return EXIT_INVALID
     return EXIT_OK
 
