@@ -541,3 +541,24 @@ def test_a_pod_deleted_by_someone_fails_its_attempt_and_is_retried(
     )["items"]
     retry = [e["message"] for e in events if e["reason"] == "Retrying"]
     assert retry and "was deleted before it finished" in retry[0], retry
+
+
+def test_concurrent_writers_cause_conflicts_not_damage(
+    operator: OperatorProcess, kubectl: Kubectl, namespace: str
+) -> None:
+    # Labels written by someone else change the run's resourceVersion under
+    # the operator: its status patches then fail their precondition (409),
+    # and it must re-read and re-plan without losing or repeating a step.
+    spec = {
+        "template": {"image": "busybox:1.36", "command": ["true"], "pod": sim("150ms")},
+        "steps": [{"name": f"s{i}"} for i in range(12)],
+    }
+    submit(kubectl, namespace, "busy", spec)
+    for i in range(40):
+        kubectl("label", "workflowrun", "busy", "-n", namespace, f"poke={i}", "--overwrite")
+        if status_of(kubectl, namespace, "busy").get("phase") == "Succeeded":
+            break
+    status = wait_phase(kubectl, namespace, "busy", timeout=60)
+    assert status["phase"] == "Succeeded"
+    assert step_phases(status) == {f"s{i}": ("Succeeded", 1) for i in range(12)}
+    assert len(pods_of(kubectl, namespace, "busy")) == 12
