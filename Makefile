@@ -48,7 +48,7 @@ postgres-down:
 	bash tests/postgres/pg.sh stop
 
 bench: $(STAMP)
-	$(BIN)/python bench/engine.py
+	$(BIN)/python -m bench.engine
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""Engine overhead benchmark (a script, not a test): ``python bench/engine.py``.
+"""Engine overhead benchmark (a script, not a test): ``python -m bench.engine``.
 
 Drives the planner to completion with a no-op simulated executor that, like
 an event-driven operator, feeds back ONE observation per plan call: each

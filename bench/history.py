@@ -7,7 +7,7 @@ page deep in the keyset), ``szal show`` (one run with its attempts and
 events) and the workflow statistics: the median of several runs each, in
 milliseconds. Also times writing through the store API (the mirror's path).
 
-    .venv/bin/python bench/history.py [--dsn postgresql://...] [--runs 10000] [--steps 10]
+    .venv/bin/python -m bench.history [--dsn postgresql://...] [--runs 10000] [--steps 10]
 
 Without --dsn (or SZAL_TEST_PG_DSN) it starts the throwaway test server with
 tests/postgres/pg.sh and stops it afterwards if it started it. The schema

@@ -1,4 +1,4 @@
-"""Local runner benchmark (a script, not a test): ``python bench/local.py``.
+"""Local runner benchmark (a script, not a test): ``python -m bench.local``.
 
 Times ``szal run`` end to end, as a user runs it, on a Sequential chain of N
 steps that each run ``true`` (default N = 100), with a fresh SQLite history

@@ -1,6 +1,6 @@
 """Benchmark of the operator on the test cluster (kwok nodes): latency, throughput, cost.
 
-    python bench/operator.py [--kubeconfig PATH] [--chain 40] [--dag 200] [--json]
+    python -m bench.operator [--kubeconfig PATH] [--chain 40] [--dag 200] [--json]
 
 Needs a running cluster (``e2e/cluster/up.sh``; default kubeconfig
 ``$SZAL_E2E_KUBECONFIG`` or ``/tmp/szal-cluster/kubeconfig``) and starts
@@ -32,7 +32,7 @@ from __future__ import annotations
 import os
 import sys
 
-# Run as `python bench/operator.py`, this file's directory comes first on
+# Run as `python -m bench.operator`, this file's directory comes first on
 # sys.path, and this module would shadow the standard library's `operator`.
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
