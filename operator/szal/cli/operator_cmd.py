@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -37,7 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--history-dsn",
         metavar="DSN",
-        help="mirror run history to this Postgres URL (postgresql://...); default: no mirror",
+        default=os.environ.get("SZAL_HISTORY_DSN") or None,
+        help="mirror run history to this Postgres URL (postgresql://...; default:"
+        " $SZAL_HISTORY_DSN); runs then carry the szal.dev/history finalizer until archived;"
+        " default: no mirror",
+    )
+    parser.add_argument(
+        "--history-finalizer-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="with --history-dsn, how long a finished run waits for its history to be"
+        " archived before it shows HistoryArchived=False, and how long a requested deletion"
+        " waits before the history finalizer is released anyway (default: 300)",
     )
     parser.add_argument(
         "--webhook-port",
@@ -96,7 +109,10 @@ async def _serve(args: argparse.Namespace) -> None:
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         events=EventSettings(enabled=not args.no_events, step_started=args.step_started_events),
-        reconciler=ReconcilerSettings(default_image=args.default_image),
+        reconciler=ReconcilerSettings(
+            default_image=args.default_image,
+            history_finalizer_timeout=args.history_finalizer_timeout,
+        ),
     )
     history: HistorySink | None = None
     mirror = None

@@ -25,6 +25,13 @@ Decisions:
   attempt had already ended); the cancel is in the event log.
 - A transition for a step that never ran (``attempt == 0``: Skipped,
   Cancelled before starting) produces an event but no attempt row.
+- :func:`record_status` rebuilds what it can from a finished run's status
+  alone, for the operator re-archiving a run whose transitions died with a
+  previous operator process: the run row and each step's *last* attempt
+  (and its compensation). Earlier attempts and the event log are not in the
+  status and are not invented. Cancelled steps are left out: their last
+  attempt may have ended Failed before the cancel, and an upsert would
+  overwrite that outcome.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from szal.engine.actions import Transition
+from szal.engine.phases import StepPhase
 from szal.engine.state import RunState
 from szal.engine.workflow import ResolvedWorkflow
 from szal.history.store import AttemptRecord, EventRecord, RunRecord, WorkflowRecord
@@ -170,3 +178,41 @@ def record_plan(
         attempt_records(identity, state, transitions),
         event_records(identity, transitions),
     )
+
+
+def record_status(identity: RunIdentity, state: RunState) -> tuple[RunRecord, list[AttemptRecord]]:
+    """The run row and each step's last attempt, from a (finished) run's state alone."""
+    rows: list[AttemptRecord] = []
+    for name, step in state.steps.items():
+        if step.attempts > 0 and step.phase.is_terminal and step.phase is not StepPhase.CANCELLED:
+            rows.append(
+                AttemptRecord(
+                    run_uid=identity.uid,
+                    step=name,
+                    attempt=step.attempts,
+                    rollback=False,
+                    phase=step.phase.value,
+                    # The status keeps the step's first start, not the last attempt's.
+                    started_at=step.started_at if step.attempts == 1 else None,
+                    finished_at=step.finished_at,
+                    exit_code=step.exit_code,
+                    message=step.message or None,
+                    outputs=dict(step.outputs) if step.outputs is not None else None,
+                )
+            )
+        rb = step.rollback
+        if rb is not None and rb.phase.is_terminal and rb.phase is not StepPhase.CANCELLED:
+            rows.append(
+                AttemptRecord(
+                    run_uid=identity.uid,
+                    step=name,
+                    attempt=1,
+                    rollback=True,
+                    phase=rb.phase.value,
+                    started_at=rb.started_at,
+                    finished_at=rb.finished_at,
+                    exit_code=rb.exit_code,
+                    message=rb.message or None,
+                )
+            )
+    return run_record(identity, state), rows

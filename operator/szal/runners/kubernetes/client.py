@@ -37,7 +37,7 @@ import os
 import ssl
 import tempfile
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -388,6 +388,14 @@ class ApiClient:
     async def merge_patch(self, path: str, patch: JsonDict, *, resource: str) -> JsonDict:
         return await self.request(
             "PATCH", path, body=patch, content_type=MERGE_PATCH, count_as=resource
+        )
+
+    async def json_patch(
+        self, path: str, ops: Sequence[Mapping[str, Any]], *, resource: str
+    ) -> JsonDict:
+        """RFC 6902 patch; a failed ``test`` op answers 422 (:class:`Invalid`)."""
+        return await self.request(
+            "PATCH", path, body=ops, content_type=JSON_PATCH, count_as=resource
         )
 
 

@@ -116,6 +116,29 @@ def event_body(run: RunRef, transition: Transition, instance: str) -> dict[str, 
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Note:
+    """An Event about a run that is no transition (e.g. its history finalizer)."""
+
+    reason: str
+    message: str
+    at: float
+    warning: bool = True
+
+
+def note_body(run: RunRef, note: Note, instance: str) -> dict[str, object]:
+    """A core/v1 Event for ``note`` about ``run``."""
+    stamp = _event_time(note.at)
+    body = event_body(run, Transition(None, None, "", note.at, note.reason), instance)
+    body.update(
+        message=note.message[:1024],
+        type="Warning" if note.warning else "Normal",
+        firstTimestamp=stamp,
+        lastTimestamp=stamp,
+    )
+    return body
+
+
 @dataclass
 class EventPoster:
     """Posts Events in the background; :meth:`emit` never blocks or raises."""
@@ -125,7 +148,7 @@ class EventPoster:
     instance: str = field(default_factory=socket.gethostname)
     dropped: int = 0
     posted: int = 0
-    _queue: asyncio.Queue[tuple[RunRef, Transition]] | None = None
+    _queue: asyncio.Queue[tuple[RunRef, Transition | Note]] | None = None
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
@@ -153,19 +176,30 @@ class EventPoster:
             except asyncio.QueueFull:
                 self.dropped += 1
 
+    def note(self, run: RunRef, note: Note) -> None:
+        """Queue one :class:`Note` Event; never blocks or raises."""
+        if self._queue is None or not self.settings.enabled:
+            return
+        try:
+            self._queue.put_nowait((run, note))
+        except asyncio.QueueFull:
+            self.dropped += 1
+
     async def _work(self) -> None:
         assert self._queue is not None
         while True:
-            run, transition = await self._queue.get()
+            run, item = await self._queue.get()
+            if isinstance(item, Note):
+                body, reason = note_body(run, item, self.instance), item.reason
+            else:
+                body, reason = event_body(run, item, self.instance), item.event
             try:
                 await self.client.create(
-                    core_path(run.namespace, "events"),
-                    event_body(run, transition, self.instance),
-                    resource="events",
+                    core_path(run.namespace, "events"), body, resource="events"
                 )
                 self.posted += 1
             except ApiError as error:
-                logger.warning("could not post Event %s for %s: %s", transition.event, run, error)
+                logger.warning("could not post Event %s for %s: %s", reason, run, error)
             finally:
                 self._queue.task_done()
 

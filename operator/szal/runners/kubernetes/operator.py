@@ -31,7 +31,11 @@ and history is mirrored as the run goes. So the reconciler is a plain
 asyncio task per run, started and stopped by the run's own watch events -
 the same single, coalescing "mailbox" consumer as the blueprint's daemon,
 minus the finalizer. The task is cancelled on the run's DELETED event and
-on operator shutdown.
+on operator shutdown. (With ``--history-dsn`` the reconciler itself puts one
+finalizer on each run, ``szal.dev/history``, so a finished run is not
+deleted before its history is committed: see
+:mod:`szal.runners.kubernetes.finalizing`. It is released after a bounded
+wait, so an absent operator or database never blocks deletion for long.)
 
 Settings: ``posting.enabled = False`` (kopf's log-to-Event posting: our
 own Events are posted explicitly), ``peering.standalone = True`` (one
@@ -328,8 +332,12 @@ class Operator:
             self.mailboxes[key] = mailbox
             self._spawn(mailbox)
             return
-        old_generation = (mailbox.body.get("metadata") or {}).get("generation")
-        significant = meta.get("generation") != old_generation
+        old_meta = mailbox.body.get("metadata") or {}
+        # A deletion request matters too: a run held by the history finalizer
+        # is cancelled (if running) and its finalizer released when archived.
+        significant = meta.get("generation") != old_meta.get("generation") or bool(
+            meta.get("deletionTimestamp") and not old_meta.get("deletionTimestamp")
+        )
         idle = mailbox.task is None or mailbox.task.done()
         if idle and not significant:
             # A finished run's reconciler is gone; keep no big body around.
@@ -390,7 +398,7 @@ class Operator:
 def _slim(body: dict[str, Any]) -> dict[str, Any]:
     """What a mailbox keeps of a finished run: enough to notice a spec change."""
     meta = body.get("metadata") or {}
-    keep = ("name", "namespace", "uid", "generation", "resourceVersion")
+    keep = ("name", "namespace", "uid", "generation", "resourceVersion", "deletionTimestamp")
     return {"metadata": {k: meta[k] for k in keep if k in meta}}
 
 

@@ -77,6 +77,7 @@ from szal.engine.validation import (
     validate_workflow,
 )
 from szal.engine.workflow import ResolvedWorkflow, resolve_workflow
+from szal.runners.kubernetes import finalizing
 from szal.runners.kubernetes import pods as manifests
 from szal.runners.kubernetes.client import (
     AlreadyExists,
@@ -84,10 +85,11 @@ from szal.runners.kubernetes.client import (
     ApiError,
     Conflict,
     Forbidden,
+    Invalid,
     NotFound,
     group_path,
 )
-from szal.runners.kubernetes.events import EventPoster, RunRef
+from szal.runners.kubernetes.events import EventPoster, Note, RunRef
 from szal.runners.kubernetes.observing import PodView, observe, vanished
 from szal.spec import API_VERSION, WorkflowSpec
 
@@ -112,6 +114,7 @@ _STEP_KEYS = (
     "rollback",
 )
 _RUN_KEYS = ("message",)
+_FOREVER = 365 * 24 * 3600.0  # wait_archived's bound when only news should end the wait
 
 
 # --- shared pieces ----------------------------------------------------------
@@ -131,8 +134,10 @@ class ReconcilerSettings:
     """Seconds before re-trying a pod creation refused by a quota."""
     default_image: str = "busybox:1.36"
     """Image of steps that name none (neither the step nor the template)."""
-    archive_timeout: float = 60.0
-    """Seconds a TTL deletion waits for the run's history to be archived."""
+    history_finalizer_timeout: float = 300.0
+    """Seconds a finished run may wait for its history to be archived before it
+    shows ``HistoryArchived=False``, and a requested deletion before the history
+    finalizer is released anyway (see :mod:`szal.runners.kubernetes.finalizing`)."""
 
 
 class HistorySink(Protocol):
@@ -148,6 +153,25 @@ class HistorySink(Protocol):
         transitions: tuple[Transition, ...],
     ) -> None:
         """Queue the run's new transitions and state; must not block or raise."""
+
+    def recover(
+        self,
+        run: RunRef,
+        body: Mapping[str, Any],
+        workflow: ResolvedWorkflow | None,
+        definition: Mapping[str, Any],
+        state: RunState,
+    ) -> None:
+        """Queue what a finished run's status holds (after a restart); must not block."""
+
+    def archived(self, run: RunRef) -> bool:
+        """Is everything recorded for ``run`` committed?"""
+
+    def pending(self, run: RunRef) -> int:
+        """Batches recorded for ``run`` and not yet committed."""
+
+    def last_error(self) -> str | None:
+        """Why the latest write failed (None after a success)."""
 
     async def wait_archived(self, run: RunRef, timeout: float) -> bool:  # noqa: ASYNC109
         """Wait until everything recorded for ``run`` is stored."""
@@ -297,11 +321,23 @@ class RunReconciler:
         self._deleted_by_us: set[AttemptRef] = set()
         self._launchers: dict[str, str] = {}
         self._first_restore = True
+        self._holding = False  # a finished run whose history finalizer is still on
+        self._ttl_deleted = False
+        self._archive_waiter: asyncio.Task[None] | None = None
 
     # --- the loop -----------------------------------------------------------
 
     async def run(self) -> None:
         """Reconcile until the run ends (and its TTL passes) or is deleted."""
+        try:
+            await self._loop()
+        finally:
+            if self._archive_waiter is not None:
+                self._archive_waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._archive_waiter
+
+    async def _loop(self) -> None:
         delay = self.runtime.settings.retry_delay
         while not self.mailbox.deleted:
             self.mailbox.wake.clear()
@@ -334,7 +370,7 @@ class RunReconciler:
                 wake_at = self.runtime.clock() + delay
                 delay = min(delay * 2, self.runtime.settings.max_retry_delay)
                 await self._reset(refetch=False)
-            if self.finished and wake_at is None:
+            if self.finished and wake_at is None and not self._holding:
                 return
             timeout = None if wake_at is None else max(0.0, wake_at - self.runtime.clock())
             with contextlib.suppress(TimeoutError):
@@ -373,6 +409,10 @@ class RunReconciler:
             await self.runtime.client.merge_patch(
                 self._path(status=True), body, resource="workflowruns/status"
             )
+        if finalizing.has_finalizer(self.mailbox.body):
+            # Nothing of this run can be archived: never hold its deletion.
+            with contextlib.suppress(ApiError):
+                await self._remove_finalizer()
 
     def _path(self, status: bool = False) -> str:
         path = group_path(API_VERSION, self.ref.namespace, RUNS, self.ref.name)
@@ -400,12 +440,17 @@ class RunReconciler:
         generation_changed = generation is not None and generation != self.state.observed_generation
         self.state.observed_generation = generation
         suspects = {r for r in self._suspects if self._still_running(r)}
+        # A run deleted while it runs (its history finalizer holds the object)
+        # is cancelled, so its history ends with a terminal row.
+        cancel = bool(spec.get("cancel")) or (
+            finalizing.has_finalizer(body) and finalizing.deletion_requested_at(body) is not None
+        )
         plan = self.planner.plan(
             self.state,
             observations,
             now,
             suspend=bool(spec.get("suspend")),
-            cancel=bool(spec.get("cancel")),
+            cancel=cancel,
         )
         gone = [
             vanished(r, self._seen.get(r, "of this attempt"), now)
@@ -421,7 +466,7 @@ class RunReconciler:
                     gone,
                     now,
                     suspend=bool(spec.get("suspend")),
-                    cancel=bool(spec.get("cancel")),
+                    cancel=cancel,
                 ),
             )
         await self._apply(plan, now)
@@ -467,17 +512,17 @@ class RunReconciler:
         status = body.get("status") or {}
         self.mailbox.pods.clear()  # the full scan below covers them
         phase = status.get("phase")
-        if phase in _TERMINAL_PHASES and self.runtime.history is None:
+        if phase in _TERMINAL_PHASES and not (
+            self.runtime.history is not None and finalizing.has_finalizer(body)
+        ):
             # Nothing to plan: only the run fields matter (TTL), skip the steps.
+            # (With the history finalizer still on, the steps may have to be
+            # archived again from the status: see _hold_for_history.)
             self.state = RunState.from_status({k: v for k, v in status.items() if k != "steps"})
             return None
         state = RunState.from_status(status) if phase else None
         if state is not None and state.phase.is_terminal:
             self.state = state
-            if self.runtime.history is not None:
-                # Idempotent: re-queue the final run row in case the previous
-                # operator died before its mirror flushed it.
-                self.runtime.history.record(self.ref, body, None, {}, state, ())
             return None
         try:
             workflow, first = await self._pin(body, status)
@@ -489,6 +534,13 @@ class RunReconciler:
                 (Transition(None, "Pending", "Failed", now, "RunFailed", refused.message),),
             )
             return None
+        if (
+            self.runtime.history is not None
+            and not finalizing.has_finalizer(self.mailbox.body)
+            and finalizing.deletion_requested_at(self.mailbox.body) is None
+        ):
+            # Before the first pod exists: no history without the finalizer.
+            await self._add_finalizer()
         self.workflow = workflow
         self.planner = Planner(workflow)
         self._launchers = {s.name: s.launcher for s in workflow.steps}
@@ -760,31 +812,162 @@ class RunReconciler:
     # --- after the end --------------------------------------------------------
 
     async def _after_finish(self, body: Mapping[str, Any], now: float) -> float | None:
-        """A finished run: delete it when its ttlSecondsAfterFinished has passed."""
+        """A finished run: release its history finalizer, delete it when its TTL passed.
+
+        Returns when to look again; None with ``_holding`` False: nothing left to do.
+        """
         assert self.state is not None
         self.finished = True
+        self._holding = False
+        wakes: list[float] = []
+        if finalizing.has_finalizer(body):
+            if self.runtime.history is None:
+                # Mirroring was turned off since the run started: nothing to wait for.
+                await self._remove_finalizer()
+            else:
+                hold_wake = await self._hold_for_history(body, now)
+                if hold_wake is not None:
+                    wakes.append(hold_wake)
         ttl = (body.get("spec") or {}).get("ttlSecondsAfterFinished")
-        if ttl is None:
-            return None
-        ended = self.state.finished_at if self.state.finished_at is not None else now
-        due = ended + float(ttl)
-        if now < due:
-            return due
-        if self.runtime.history is not None:
-            archived = await self.runtime.history.wait_archived(
-                self.ref, self.runtime.settings.archive_timeout
-            )
-            if not archived:
-                logger.warning(
-                    "run %s/%s: history not archived in %.0fs; deleting anyway",
-                    self.ref.namespace,
-                    self.ref.name,
-                    self.runtime.settings.archive_timeout,
+        if ttl is not None and finalizing.deletion_requested_at(body) is None:
+            ended = self.state.finished_at if self.state.finished_at is not None else now
+            due = ended + float(ttl)
+            if now < due:
+                wakes.append(due)
+            elif not self._ttl_deleted:
+                # The history finalizer, if on, holds the object until archived.
+                with contextlib.suppress(NotFound):
+                    await self.runtime.client.delete(
+                        self._path(), resource=RUNS, propagation="Background"
+                    )
+                self._ttl_deleted = True
+                if not self._holding:
+                    self.mailbox.deleted = True
+        return min(wakes) if wakes else None
+
+    # --- the history finalizer (szal.runners.kubernetes.finalizing) ------------
+
+    async def _hold_for_history(self, body: Mapping[str, Any], now: float) -> float | None:
+        """Keep or release the finalizer of a finished run; sets ``_holding``."""
+        history = self.runtime.history
+        assert history is not None and self.state is not None
+        archived = history.archived(self.ref)
+        if not archived:
+            if history.pending(self.ref) == 0:
+                # Nothing queued for it: a new operator process (the run finished
+                # while the previous one could not write), or the mirror forgot it.
+                self._recover_history(body)
+            if self._archive_waiter is None or self._archive_waiter.done():
+                self._archive_waiter = asyncio.create_task(
+                    self._wake_when_archived(), name=f"szal-archived-{self.ref.name}"
                 )
-        with contextlib.suppress(NotFound):
-            await self.runtime.client.delete(self._path(), resource=RUNS, propagation="Background")
-        self.mailbox.deleted = True
+        settings = self.runtime.settings
+        hold = finalizing.decide(
+            archived=archived,
+            finished_at=self.state.finished_at,
+            deletion_at=finalizing.deletion_requested_at(body),
+            warned=finalizing.warned(body),
+            timeout=settings.history_finalizer_timeout,
+            now=now,
+        )
+        deleting = finalizing.deletion_requested_at(body) is not None
+        if hold.warn:
+            reason = history.last_error() or "the history database did not answer"
+            message = (
+                f"history not archived {settings.history_finalizer_timeout:.0f}s after the run"
+                f" finished: {reason}"
+            )
+            logger.warning("run %s/%s: %s", self.ref.namespace, self.ref.name, message)
+            await self._set_history_condition(
+                body, "False", finalizing.REASON_UNAVAILABLE, message, now
+            )
+            self.runtime.events.note(self.ref, Note(finalizing.EVENT_NOT_ARCHIVED, message, now))
+        if hold.recovered and not deleting:
+            await self._set_history_condition(
+                body, "True", finalizing.REASON_ARCHIVED, "history archived", now
+            )
+        if not hold.release:
+            self._holding = True
+            return hold.wake_at
+        if hold.timed_out:
+            message = (
+                f"deleting without archived history: the database stayed away"
+                f" {settings.history_finalizer_timeout:.0f}s after the deletion was requested"
+                f" ({history.last_error() or 'no answer'}); the operator keeps the rows queued"
+            )
+            logger.warning("run %s/%s: %s", self.ref.namespace, self.ref.name, message)
+            self.runtime.events.note(self.ref, Note(finalizing.EVENT_RELEASED, message, now))
+        await self._remove_finalizer()
         return None
+
+    def _recover_history(self, body: Mapping[str, Any]) -> None:
+        assert self.runtime.history is not None and self.state is not None
+        workflow: ResolvedWorkflow | None = None
+        definition: dict[str, Any] = {}
+        pinned = (body.get("status") or {}).get("pinnedSpec")
+        if isinstance(pinned, str) and pinned:
+            try:
+                name, spec, params = decode_pinned(pinned)
+                workflow = resolve_workflow(spec, name=name, params=params)
+                definition = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+            except Exception as error:  # a damaged pin: archive the run row anyway
+                logger.warning("run %s/%s: pinned spec unreadable: %s", *self._names(), error)
+        logger.info("run %s/%s: archiving its history again from its status", *self._names())
+        self.runtime.history.recover(self.ref, body, workflow, definition, self.state)
+
+    def _names(self) -> tuple[str, str]:
+        return self.ref.namespace, self.ref.name
+
+    async def _wake_when_archived(self) -> None:
+        assert self.runtime.history is not None
+        if await self.runtime.history.wait_archived(self.ref, _FOREVER):
+            self.mailbox.wake.set()
+
+    async def _set_history_condition(
+        self, body: Mapping[str, Any], status: str, reason: str, message: str, now: float
+    ) -> None:
+        patch = {
+            "metadata": {"resourceVersion": _rv(self.mailbox.body)},
+            "status": {
+                "conditions": finalizing.conditions_with(body, status, reason, message, now)
+            },
+        }
+        answer = await self.runtime.client.merge_patch(
+            self._path(status=True), patch, resource="workflowruns/status"
+        )
+        if answer:
+            self.mailbox.post_run(answer, significant=False)
+
+    async def _add_finalizer(self) -> None:
+        await self._patch_finalizers(finalizing.add_patch, lambda b: finalizing.has_finalizer(b))
+
+    async def _remove_finalizer(self) -> None:
+        await self._patch_finalizers(
+            finalizing.remove_patch, lambda b: not finalizing.has_finalizer(b)
+        )
+
+    async def _patch_finalizers(
+        self,
+        build: Callable[[Mapping[str, Any]], list[dict[str, Any]]],
+        done: Callable[[Mapping[str, Any]], bool],
+    ) -> None:
+        """One JSON patch of ``metadata.finalizers``; re-read and retry if it raced."""
+        body: Mapping[str, Any] = self.mailbox.body
+        for _ in range(3):
+            if done(body):
+                return
+            try:
+                answer = await self.runtime.client.json_patch(
+                    self._path(), build(body), resource=RUNS
+                )
+            except (Invalid, Conflict):
+                body = await self.runtime.client.get(self._path())
+                self.mailbox.post_run(dict(body), significant=False)
+                continue
+            if answer:
+                self.mailbox.post_run(answer, significant=False)
+            return
+        raise Conflict(409, "Conflict", "the run's finalizers kept changing")
 
 
 def per_attempt_annotations(metadata: dict[str, Any], ref: AttemptRef) -> None:
