@@ -4,16 +4,23 @@ Covers: attempt rows built from transitions (start and finish times, exit
 codes, outputs on the attempt that produced them), retried attempts keeping
 their own outcome (Failed or TimedOut), a step cancelled while waiting not
 rewriting its last attempt, never-run steps leaving events but no attempt
-rows, compensation rows, and one event per transition in order. Storage is
-covered by the store contract tests.
+rows, compensation rows, and one event per transition in order; rows rebuilt from a finished
+run's status alone (record_status: last attempts, compensations, no
+cancelled steps). Storage is covered by the store contract tests.
 """
 
 from __future__ import annotations
 
 from szal.engine.actions import Transition
-from szal.engine.phases import StepPhase
-from szal.engine.state import RunState, StepState
-from szal.history.recording import RunIdentity, attempt_records, event_records, record_plan
+from szal.engine.phases import RunPhase, StepPhase
+from szal.engine.state import RollbackState, RunState, StepState
+from szal.history.recording import (
+    RunIdentity,
+    attempt_records,
+    event_records,
+    record_plan,
+    record_status,
+)
 
 ID = RunIdentity(uid="u", name="r", namespace="default", created_at=0.0, params={"p": 1})
 
@@ -80,3 +87,37 @@ def test_compensation_rows_and_run_record() -> None:
         "CompensationStarted",
         "CompensationSucceeded",
     ]
+
+
+def test_record_status_rebuilds_last_attempts_from_a_finished_status() -> None:
+    state = RunState(
+        phase=RunPhase.FAILED,
+        started_at=1.0,
+        finished_at=9.0,
+        steps={
+            "once": StepState(
+                phase=StepPhase.SUCCEEDED,
+                attempts=1,
+                started_at=1.0,
+                finished_at=2.0,
+                exit_code=0,
+                outputs={"k": "v"},
+                rollback=RollbackState(StepPhase.SUCCEEDED, 7.0, 8.0, 0),
+            ),
+            "retried": StepState(
+                phase=StepPhase.FAILED, attempts=3, started_at=2.0, finished_at=6.0, exit_code=2
+            ),
+            "cancelled": StepState(phase=StepPhase.CANCELLED, attempts=1, started_at=2.0),
+            "skipped": StepState(phase=StepPhase.SKIPPED),
+        },
+    )
+    run, rows = record_status(ID, state)
+    assert run.phase == "Failed" and run.finished_at == 9.0 and run.params == {"p": 1}
+    got = {(r.step, r.attempt, r.rollback): r for r in rows}
+    assert set(got) == {("once", 1, False), ("once", 1, True), ("retried", 3, False)}
+    assert got[("once", 1, False)].outputs == {"k": "v"}
+    assert got[("once", 1, False)].started_at == 1.0
+    # The status keeps the step's first start only: a later attempt's start is unknown.
+    assert got[("retried", 3, False)].started_at is None
+    assert got[("retried", 3, False)].exit_code == 2
+    assert got[("once", 1, True)].finished_at == 8.0
