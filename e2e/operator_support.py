@@ -157,6 +157,9 @@ class OperatorProcess:
         self.stop()
         if exc[0] is not None:
             print(f"--- operator log ({self.log_path}) ---\n{self.log()}")
+        else:
+            # Passed: the log has served its purpose; don't litter the temp dir.
+            self.log_path.unlink(missing_ok=True)
 
 
 # --- manifests ----------------------------------------------------------------
