@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import asdict
 
-from szal.cli.commanding import EXIT_INVALID, EXIT_OK, Subcommand
+from szal.cli.commanding import EXIT_OK, Subcommand, open_history
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,21 +56,17 @@ def handle(args: argparse.Namespace) -> int:
 
 
 async def _history(args: argparse.Namespace) -> int:
-    from szal.history.open import open_store
     from szal.history.sqlite import default_db_path
-    from szal.history.store import RunQuery, SchemaTooNew
+    from szal.history.store import RunQuery
     from szal.spec.durations import format_duration
 
-    target = args.db or default_db_path()
-    store = open_store(target)
+    store, code = await open_history(args.db or default_db_path())
+    if store is None:
+        return code
     try:
-        await store.migrate()
         page = await store.list_runs(
             RunQuery(workflow=args.workflow, phase=args.phase, limit=max(1, args.limit))
         )
-    except SchemaTooNew as exc:
-        print(f"szal: {exc}", file=sys.stderr)
-        return EXIT_INVALID
     finally:
         await store.close()
     if args.json:

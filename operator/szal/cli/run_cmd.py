@@ -22,7 +22,15 @@ import sys
 import time
 import uuid
 
-from szal.cli.commanding import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Subcommand
+from szal.cli.commanding import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    Subcommand,
+    open_history,
+    redacted,
+    sqlite_path_problem,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,17 +73,45 @@ def handle(args: argparse.Namespace) -> int:
     from szal.runners.local.gpus import discover_gpus
 
     if args.max_parallel is not None and args.max_parallel < 1:
-        print("szal: --max-parallel: must be at least 1", file=sys.stderr)
+        print(f"szal: --max-parallel {args.max_parallel}: must be at least 1", file=sys.stderr)
         return EXIT_INVALID
+    if args.db is not None:
+        problem = _db_problem(args.db)
+        if problem is not None:
+            print(f"szal: --db {redacted(args.db)}: {problem}", file=sys.stderr)
+            return EXIT_INVALID
     gpus = discover_gpus()
     try:
         params = parse_param_options(args.param)
-        loaded = load_file(args.file, params, gpus_available=len(gpus))
+        loaded = load_file(
+            args.file, params, gpus_available=len(gpus), gpus_found=_gpus_found(gpus)
+        )
     except InputError as exc:
         for line in str(exc).splitlines():
             print(f"szal: {line}", file=sys.stderr)
         return EXIT_INVALID
     return asyncio.run(_run(args, loaded, gpus))
+
+
+def _db_problem(db: str) -> str | None:
+    from szal.history.open import is_postgres_url
+
+    if is_postgres_url(db):
+        return (
+            "szal run records to a local SQLite file; a Postgres URL is for"
+            " szal history/show and the operator's --history-dsn"
+        )
+    return sqlite_path_problem(db)
+
+
+def _gpus_found(gpus: tuple[str, ...]) -> str:
+    """Where the GPU count came from, for the message when a step asks for more."""
+    if "SZAL_GPUS" in os.environ:
+        return (
+            f"SZAL_GPUS={os.environ['SZAL_GPUS']!r} lists {len(gpus)}:"
+            " it is a comma-separated list of GPU ids, empty for none"
+        )
+    return "found by nvidia-smi" if gpus else "nvidia-smi found none"
 
 
 async def _run(args: argparse.Namespace, loaded: object, gpus: tuple[str, ...]) -> int:
@@ -84,8 +120,7 @@ async def _run(args: argparse.Namespace, loaded: object, gpus: tuple[str, ...]) 
     from szal.engine.validation import WorkflowInvalid
     from szal.engine.workflow import resolve_workflow
     from szal.history.recording import RunIdentity
-    from szal.history.sqlite import SqliteStore, default_db_path
-    from szal.history.store import SchemaTooNew
+    from szal.history.sqlite import default_db_path
     from szal.runners.local import LocalRunner, LocalSettings
 
     assert isinstance(loaded, LoadedRun)
@@ -98,13 +133,9 @@ async def _run(args: argparse.Namespace, loaded: object, gpus: tuple[str, ...]) 
             )
         return EXIT_INVALID
 
-    store = SqliteStore(args.db or default_db_path())
-    try:
-        await store.migrate()
-    except SchemaTooNew as exc:
-        await store.close()
-        print(f"szal: {exc}", file=sys.stderr)
-        return EXIT_INVALID
+    store, code = await open_history(args.db or default_db_path())
+    if store is None:
+        return code
 
     run_name = args.name or loaded.run_name or f"{loaded.workflow_name}-{uuid.uuid4().hex[:5]}"
     identity = RunIdentity(

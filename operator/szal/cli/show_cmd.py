@@ -18,7 +18,14 @@ import sys
 from dataclasses import asdict
 from datetime import datetime
 
-from szal.cli.commanding import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Subcommand
+from szal.cli.commanding import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    Subcommand,
+    open_history,
+    redacted,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,35 +47,24 @@ def _clock(value: float | None) -> str:
     return "" if value is None else datetime.fromtimestamp(value).strftime("%H:%M:%S.%f")[:-3]
 
 
-def _redacted(target: object) -> str:
-    """The store's location for messages, without a password in a URL."""
-    from urllib.parse import urlsplit
-
-    text = str(target)
-    parts = urlsplit(text)
-    if parts.password:
-        return text.replace(f":{parts.password}@", ":***@")
-    return text
-
-
 def handle(args: argparse.Namespace) -> int:
     return asyncio.run(_show(args))
 
 
 async def _show(args: argparse.Namespace) -> int:
     from szal.cli.history_cmd import print_table, shown_phase
-    from szal.history.open import open_store
     from szal.history.sqlite import default_db_path
     from szal.history.store import SchemaTooNew
     from szal.spec.durations import format_duration
 
     target = args.db or default_db_path()
-    store = open_store(target)
+    store, code = await open_history(target)
+    if store is None:
+        return code
     try:
-        await store.migrate()
         detail = await store.get_run(args.run)
         if detail is None:
-            print(f"szal: no run {args.run!r} in {_redacted(target)}", file=sys.stderr)
+            print(f"szal: no run {args.run!r} in {redacted(target)}", file=sys.stderr)
             return EXIT_FAILED
         uid = detail.run.uid
         if args.logs:

@@ -159,20 +159,73 @@ def _issue_from_error(data: Any, error: Mapping[str, Any]) -> tuple[SpecIssue, s
                 field = field[len(prefix) :]
                 break
     message = str(error.get("msg", "invalid value"))
+    kind = error.get("type")
     ctx = error.get("ctx") or {}
     duration_pattern = ctx.get("pattern") == DURATION_PATTERN
-    if (error.get("type") == "string_pattern_mismatch" and duration_pattern) or (
-        error.get("type") == "string_type" and loc and loc[-1] in _DURATION_FIELDS
+    if (kind == "string_pattern_mismatch" and duration_pattern) or (
+        kind == "string_type" and loc and loc[-1] in _DURATION_FIELDS
     ):
-        try:
-            parse_duration(error.get("input"))  # type: ignore[arg-type]
-        except DurationError as exc:
-            message = str(exc)
-    elif error.get("type") == "missing":
+        message = duration_problem(error.get("input")) or message
+    elif kind == "missing":
         message = "required field is missing"
-    elif error.get("type") == "extra_forbidden":
+    elif kind == "extra_forbidden":
         message = "unknown field"
+        if step is None and field in _ARGO_FIELDS:
+            message += _ARGO_HINT
+    else:
+        if kind in ("dict_type", "model_type", "model_attributes_type"):
+            message = "Input should be a mapping"
+        elif kind in ("int_parsing", "int_from_float", "float_parsing", "bool_parsing"):
+            message = message.split(",")[0]  # pydantic's detail; the value says it
+        elif kind == "too_short":
+            message = f"needs at least {ctx.get('min_length', 1)} item(s), got none"
+            if field == "steps":
+                message = "at least one step is required, got none"
+        if tag is None and "input" in error and kind != "too_short":
+            message += f", got {_shown(error['input'])}"
     return SpecIssue(".".join(path_parts), step, field, message), tag
+
+
+# Argo Workflows' top-level spec fields: an Argo user's first try gets a hint.
+_ARGO_FIELDS = frozenset({"templates", "entrypoint", "arguments", "workflowTemplateRef"})
+_ARGO_HINT = (
+    " (an Argo Workflows field: Szál has no templates; list the steps under"
+    " spec.steps, each with a name, an image and a command or script; see examples/)"
+)
+
+
+def _shown(value: Any) -> str:
+    """A short rendering of a refused input value for a message."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "a list" if value else "an empty list"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def duration_problem(value: Any) -> str | None:
+    """What is wrong with a duration value, or None when it parses.
+
+    A bare number gets a hint to add a unit; a negative one is named as such.
+    """
+    try:
+        parse_duration(value)
+    except DurationError as exc:
+        lead = f"invalid duration {value!r}"
+        text = value.strip() if isinstance(value, str) else value
+        if isinstance(text, int | float) and not isinstance(text, bool):
+            return f"{lead}: a number needs a unit (ms, s, m, h), e.g. '{text}s'"
+        if isinstance(text, str) and re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+            return f"{lead}: a number needs a unit (ms, s, m, h), e.g. '{text}s'"
+        if isinstance(text, str) and text.startswith("-"):
+            return f"{lead}: must not be negative"
+        return str(exc)
+    return None
 
 
 def _union_message(messages: list[str]) -> str:
@@ -386,11 +439,11 @@ def _check_duration(
 ) -> float | None:
     if value is None:
         return None
-    try:
-        return parse_duration(value)
-    except DurationError as exc:
-        issues.append(SpecIssue(f"{path}.{field}", step, field, str(exc)))
+    problem = duration_problem(value)
+    if problem is not None:
+        issues.append(SpecIssue(f"{path}.{field}", step, field, problem))
         return None
+    return parse_duration(value)
 
 
 def _check_retries(
@@ -409,6 +462,20 @@ def _check_retries(
                 f"maxDelay {retries.max_delay} is shorter than delay {retries.delay}",
             )
         )
+
+
+def _check_command(
+    issues: list[SpecIssue], path: str, step: str | None, field: str, command: list[str] | None
+) -> None:
+    """An empty ``command`` (or program name) would run nothing, or fail at exec."""
+    if command is None:
+        return
+    if not command:
+        message = "empty: give the program and its arguments (e.g. [make, build]) or a script"
+        issues.append(SpecIssue(f"{path}.{field}", step, field, message))
+    elif not command[0].strip():
+        message = "the program name is empty"
+        issues.append(SpecIssue(f"{path}.{field}[0]", step, f"{field}[0]", message))
 
 
 def _find_cycles(members: list[_Node]) -> list[list[str]]:
@@ -518,6 +585,7 @@ def validate_workflow(spec: WorkflowSpec, *, gpus_available: int | None = None) 
     if template is not None:
         _check_duration(issues, "spec.template", None, "template.timeout", template.timeout)
         _check_retries(issues, "spec.template", None, template.retries)
+        _check_command(issues, "spec.template", None, "template.command", template.command)
         if template.script is not None and template.command is not None:
             issues.append(
                 SpecIssue(
@@ -608,6 +676,9 @@ def validate_workflow(spec: WorkflowSpec, *, gpus_available: int | None = None) 
             if step.rollback.command is not None and step.rollback.script is not None:
                 issues.append(_issue(node, "rollback.script", "set command or script, not both"))
         # Something to run.
+        _check_command(issues, node.path, name, "command", step.command)
+        if step.rollback is not None:
+            _check_command(issues, node.path, name, "rollback.command", step.rollback.command)
         if step.command is not None and step.script is not None:
             issues.append(_issue(node, "script", "set command or script, not both"))
         if step.script is not None and step.args is not None:
