@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import asdict
 
-from szal.cli.commanding import EXIT_OK, Subcommand, open_history
+from szal.cli.commanding import EXIT_INVALID, EXIT_OK, Subcommand, open_history
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +52,15 @@ def print_table(rows: list[list[str]]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from szal.engine.phases import RunPhase
+
+    if args.limit < 1:
+        print(f"szal: --limit {args.limit}: must be at least 1", file=sys.stderr)
+        return EXIT_INVALID
+    phases = [phase.value for phase in RunPhase]
+    if args.phase is not None and args.phase not in phases:
+        print(f"szal: --phase {args.phase}: expected one of {', '.join(phases)}", file=sys.stderr)
+        return EXIT_INVALID
     return asyncio.run(_history(args))
 
 
@@ -65,7 +74,7 @@ async def _history(args: argparse.Namespace) -> int:
         return code
     try:
         page = await store.list_runs(
-            RunQuery(workflow=args.workflow, phase=args.phase, limit=max(1, args.limit))
+            RunQuery(workflow=args.workflow, phase=args.phase, limit=args.limit)
         )
     finally:
         await store.close()

@@ -75,6 +75,9 @@ def handle(args: argparse.Namespace) -> int:
     if args.max_parallel is not None and args.max_parallel < 1:
         print(f"szal: --max-parallel {args.max_parallel}: must be at least 1", file=sys.stderr)
         return EXIT_INVALID
+    if args.grace_period < 0:
+        print(f"szal: --grace-period {args.grace_period:g}: must not be negative", file=sys.stderr)
+        return EXIT_INVALID
     if args.db is not None:
         problem = _db_problem(args.db)
         if problem is not None:

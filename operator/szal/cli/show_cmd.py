@@ -48,6 +48,9 @@ def _clock(value: float | None) -> str:
 
 
 def handle(args: argparse.Namespace) -> int:
+    if args.attempt is not None and args.attempt < 1:
+        print(f"szal: --attempt {args.attempt}: must be at least 1", file=sys.stderr)
+        return EXIT_INVALID
     return asyncio.run(_show(args))
 
 
