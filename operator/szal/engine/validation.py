@@ -172,6 +172,9 @@ def _issue_from_error(data: Any, error: Mapping[str, Any]) -> tuple[SpecIssue, s
         message = "unknown field"
         if step is None and field in _ARGO_FIELDS:
             message += _ARGO_HINT
+    elif kind == "value_error":
+        # A model's own check (e.g. a quantity): its message names the value.
+        message = message.removeprefix("Value error, ")
     else:
         if kind in ("dict_type", "model_type", "model_attributes_type"):
             message = "Input should be a mapping"

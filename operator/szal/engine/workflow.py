@@ -249,8 +249,8 @@ def resolve_workflow(
                 when=compile_condition(step.when) if step.when is not None else None,
                 rollback=rollback,
                 rollback_timeout=rollback_timeout,
-                cpu=resources.cpu if resources else None,
-                memory=resources.memory if resources else None,
+                cpu=_quantity(resources.cpu) if resources else None,
+                memory=_quantity(resources.memory) if resources else None,
                 gpu=resources.gpu if resources else None,
                 launcher=step.launcher or template.launcher or "Pod",
                 pod=_merge_pod(step.pod, template.pod),
@@ -279,3 +279,10 @@ def resolve_workflow(
         by_name={step.name: step for step in resolved},
         timeout_text=spec.timeout,
     )
+
+
+def _quantity(value: str | int | float | None) -> str | None:
+    """A resource quantity as Kubernetes prints it (``2``, ``0.5``, ``500m``)."""
+    if value is None or isinstance(value, str):
+        return value
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

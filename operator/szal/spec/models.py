@@ -13,9 +13,10 @@ them are collected and reported together with the step and field they concern.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from szal.spec.durations import DURATION_PATTERN
@@ -33,6 +34,32 @@ Backoff = Literal["Fixed", "Linear", "Exponential"]
 Launcher = Literal["Pod", "Job"]
 ParamValue = str | int | float | bool
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, examples=["90s", "1m30s"])]
+#: A Kubernetes resource quantity: ``500m``, ``2``, ``1.5``, ``1Gi``, ``128M``.
+#: Plain numbers are accepted as Kubernetes accepts them (``cpu: 2``).
+QUANTITY_PATTERN = (
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?[0-9]+))?$"
+)
+_QUANTITY = re.compile(QUANTITY_PATTERN)
+
+
+def _check_quantity(value: Any) -> Any:
+    if isinstance(value, str):
+        ok = _QUANTITY.match(value) is not None
+    else:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+    if not ok:
+        raise ValueError(
+            f"invalid quantity {value!r}: use a Kubernetes quantity such as 500m, 2, 0.5,"
+            " 1Gi or 128M"
+        )
+    return value
+
+
+Quantity = Annotated[
+    str | int | float,
+    BeforeValidator(_check_quantity),
+    Field(description="A Kubernetes quantity: 500m, 2, 0.5, 1Gi, 128M."),
+]
 
 
 class _Model(BaseModel):
@@ -61,8 +88,8 @@ class GpuRequest(_Model):
 class Resources(_Model):
     """CPU, memory (Kubernetes quantities) and GPUs for a step."""
 
-    cpu: str | None = None
-    memory: str | None = None
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
     gpu: GpuRequest | None = None
 
 
