@@ -224,3 +224,30 @@ async def test_workflow_stats(store: ExecutionStore) -> None:
     assert wf.p95_seconds == pytest.approx(3.85)
     only = await store.workflow_stats(workflow="other")
     assert [s.workflow for s in only] == ["other"]
+
+
+async def test_write_batch_is_all_or_nothing(store: ExecutionStore) -> None:
+    """A batch whose last part fails leaves no trace of its first parts.
+
+    The operator's mirror relies on this: a reader (or the finalizer check)
+    that sees a run's final phase also sees every attempt and event of it.
+    """
+    await store.write_batch(
+        run_record("b1"),
+        [AttemptRecord("b1", "a", 1, False, "Running", started_at=1001.0)],
+        [event("b1", None, "Running", 1000.5)],
+        [WorkflowRecord("default", "wf", 1, "h1", {"steps": [{"name": "a"}]})],
+    )
+    # Outputs that cannot be encoded fail the batch after the run row was written.
+    unencodable = {"x": object()}
+    with pytest.raises(Exception):  # noqa: B017 - each driver wraps it its own way
+        await store.write_batch(
+            run_record("b1", phase="Succeeded", finished_at=1003.0),
+            [AttemptRecord("b1", "a", 1, False, "Succeeded", 1001.0, 1002.0, 0, None, unencodable)],
+            [event("b1", "a", "Succeeded", 1002.0)],
+        )
+    detail = await store.get_run("b1")
+    assert detail is not None
+    assert detail.run.phase == "Running"
+    assert [(a.step, a.phase) for a in detail.attempts] == [("a", "Running")]
+    assert [e.new for e in detail.events] == ["Running"]

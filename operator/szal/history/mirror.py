@@ -402,10 +402,9 @@ class HistoryMirror:
                 self._migrated = True
 
     async def _write(self, pending: _Pending) -> None:
-        for workflow in pending.workflows.values():
-            await self.store.save_workflow(workflow)
-        await self.store.upsert_run(pending.run)
-        if pending.attempts:
-            await self.store.upsert_attempts(list(pending.attempts.values()))
-        if pending.events:
-            await self.store.append_events(pending.events)
+        await self.store.write_batch(
+            pending.run,
+            list(pending.attempts.values()),
+            pending.events,
+            list(pending.workflows.values()),
+        )

@@ -354,7 +354,11 @@ class PostgresStore:
 
     async def save_workflow(self, record: WorkflowRecord) -> None:
         pool = await self._get_pool()
-        await pool.execute(
+        await self._save_workflow(pool, record)
+
+    @staticmethod
+    async def _save_workflow(conn: Any, record: WorkflowRecord) -> None:
+        await conn.execute(
             "INSERT INTO workflows (namespace, name, spec_hash, version, spec)"
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             record.namespace,
@@ -382,7 +386,11 @@ class PostgresStore:
 
     async def upsert_run(self, record: RunRecord) -> None:
         pool = await self._get_pool()
-        await pool.execute(
+        await self._upsert_run(pool, record)
+
+    @staticmethod
+    async def _upsert_run(conn: Any, record: RunRecord) -> None:
+        await conn.execute(
             _UPSERT_RUN,
             record.uid,
             record.name,
@@ -403,6 +411,12 @@ class PostgresStore:
     async def upsert_attempts(self, records: Sequence[AttemptRecord]) -> None:
         if not records:
             return
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await self._upsert_attempts(conn, records)
+
+    @staticmethod
+    async def _upsert_attempts(conn: Any, records: Sequence[AttemptRecord]) -> None:
         rows = [
             (
                 r.run_uid,
@@ -420,15 +434,19 @@ class PostgresStore:
             )
             for r in records
         ]
-        pool = await self._get_pool()
-        async with pool.acquire() as conn, conn.transaction():
-            for uid in sorted({r.run_uid for r in records}):
-                await conn.execute(_RUN_LOCK, uid)
-            await conn.executemany(_UPSERT_ATTEMPT, rows)
+        for uid in sorted({r.run_uid for r in records}):
+            await conn.execute(_RUN_LOCK, uid)
+        await conn.executemany(_UPSERT_ATTEMPT, rows)
 
     async def append_events(self, records: Sequence[EventRecord]) -> None:
         if not records:
             return
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            await self._append_events(conn, records)
+
+    @staticmethod
+    async def _append_events(conn: Any, records: Sequence[EventRecord]) -> None:
         rows = [
             (
                 r.run_uid,
@@ -443,10 +461,29 @@ class PostgresStore:
             )
             for r in records
         ]
+        await conn.execute(_EVENTS_LOCK)
+        await conn.executemany(_INSERT_EVENT, rows)
+
+    async def write_batch(
+        self,
+        run: RunRecord,
+        attempts: Sequence[AttemptRecord] = (),
+        events: Sequence[EventRecord] = (),
+        workflows: Sequence[WorkflowRecord] = (),
+    ) -> None:
+        # One transaction: a reader never sees the run's new phase without
+        # the attempts and events that led to it. Locks in a fixed order
+        # (the run's, then the event log's) so batches cannot deadlock.
         pool = await self._get_pool()
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(_EVENTS_LOCK)
-            await conn.executemany(_INSERT_EVENT, rows)
+            await conn.execute(_RUN_LOCK, run.uid)
+            for workflow in workflows:
+                await self._save_workflow(conn, workflow)
+            await self._upsert_run(conn, run)
+            if attempts:
+                await self._upsert_attempts(conn, attempts)
+            if events:
+                await self._append_events(conn, events)
 
     async def append_log(
         self, run_uid: str, step: str, attempt: int, rollback: bool, text: str

@@ -219,22 +219,22 @@ class SqliteStore:
     # -- writes -----------------------------------------------------------------
 
     async def save_workflow(self, record: WorkflowRecord) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT OR IGNORE INTO workflows"
-                " (namespace, name, spec_hash, version, spec, stored_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    record.namespace,
-                    record.name,
-                    record.spec_hash,
-                    record.version,
-                    _dumps(record.spec),
-                    time.time(),
-                ),
-            )
+        await self._write(lambda conn: self._save_workflow(conn, record))
 
-        await self._write(run)
+    def _save_workflow(self, conn: sqlite3.Connection, record: WorkflowRecord) -> None:
+        conn.execute(
+            "INSERT OR IGNORE INTO workflows"
+            " (namespace, name, spec_hash, version, spec, stored_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                record.namespace,
+                record.name,
+                record.spec_hash,
+                record.version,
+                _dumps(record.spec),
+                time.time(),
+            ),
+        )
 
     async def get_workflow(
         self, namespace: str, name: str, spec_hash: str
@@ -254,48 +254,51 @@ class SqliteStore:
         return await self._call(run)
 
     async def upsert_run(self, record: RunRecord) -> None:
-        def run(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO runs (uid, name, namespace, workflow, workflow_version, spec_hash,"
-                " params, phase, created_at, started_at, finished_at, message, progress,"
-                " runner_host, runner_pid, runner_start)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (uid) DO UPDATE SET"
-                " name = excluded.name, namespace = excluded.namespace,"
-                " workflow = excluded.workflow, workflow_version = excluded.workflow_version,"
-                " spec_hash = excluded.spec_hash, params = excluded.params,"
-                " phase = excluded.phase, created_at = excluded.created_at,"
-                " started_at = COALESCE(excluded.started_at, runs.started_at),"
-                " finished_at = COALESCE(excluded.finished_at, runs.finished_at),"
-                " message = COALESCE(excluded.message, runs.message),"
-                " progress = COALESCE(excluded.progress, runs.progress),"
-                " runner_host = excluded.runner_host, runner_pid = excluded.runner_pid,"
-                " runner_start = excluded.runner_start",
-                (
-                    record.uid,
-                    record.name,
-                    record.namespace,
-                    record.workflow,
-                    record.workflow_version,
-                    record.spec_hash,
-                    _dumps(record.params),
-                    record.phase,
-                    record.created_at,
-                    record.started_at,
-                    record.finished_at,
-                    record.message,
-                    record.progress,
-                    self._host,
-                    self._pid,
-                    self._pid_start,
-                ),
-            )
+        await self._write(lambda conn: self._upsert_run(conn, record))
 
-        await self._write(run)
+    def _upsert_run(self, conn: sqlite3.Connection, record: RunRecord) -> None:
+        conn.execute(
+            "INSERT INTO runs (uid, name, namespace, workflow, workflow_version, spec_hash,"
+            " params, phase, created_at, started_at, finished_at, message, progress,"
+            " runner_host, runner_pid, runner_start)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (uid) DO UPDATE SET"
+            " name = excluded.name, namespace = excluded.namespace,"
+            " workflow = excluded.workflow, workflow_version = excluded.workflow_version,"
+            " spec_hash = excluded.spec_hash, params = excluded.params,"
+            " phase = excluded.phase, created_at = excluded.created_at,"
+            " started_at = COALESCE(excluded.started_at, runs.started_at),"
+            " finished_at = COALESCE(excluded.finished_at, runs.finished_at),"
+            " message = COALESCE(excluded.message, runs.message),"
+            " progress = COALESCE(excluded.progress, runs.progress),"
+            " runner_host = excluded.runner_host, runner_pid = excluded.runner_pid,"
+            " runner_start = excluded.runner_start",
+            (
+                record.uid,
+                record.name,
+                record.namespace,
+                record.workflow,
+                record.workflow_version,
+                record.spec_hash,
+                _dumps(record.params),
+                record.phase,
+                record.created_at,
+                record.started_at,
+                record.finished_at,
+                record.message,
+                record.progress,
+                self._host,
+                self._pid,
+                self._pid_start,
+            ),
+        )
 
     async def upsert_attempts(self, records: Sequence[AttemptRecord]) -> None:
         if not records:
             return
+        await self._write(lambda conn: self._upsert_attempts(conn, records))
+
+    def _upsert_attempts(self, conn: sqlite3.Connection, records: Sequence[AttemptRecord]) -> None:
         rows = [
             (
                 r.run_uid,
@@ -313,28 +316,28 @@ class SqliteStore:
             for r in records
         ]
 
-        def run(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO attempts (run_uid, step, attempt, rollback, phase, started_at,"
-                " finished_at, exit_code, message, outputs, node, seq)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                "  (SELECT COALESCE(MAX(seq), 0) + 1 FROM attempts))"
-                " ON CONFLICT (run_uid, step, attempt, rollback) DO UPDATE SET"
-                " phase = excluded.phase,"
-                " started_at = COALESCE(excluded.started_at, attempts.started_at),"
-                " finished_at = COALESCE(excluded.finished_at, attempts.finished_at),"
-                " exit_code = COALESCE(excluded.exit_code, attempts.exit_code),"
-                " message = COALESCE(excluded.message, attempts.message),"
-                " outputs = COALESCE(excluded.outputs, attempts.outputs),"
-                " node = COALESCE(excluded.node, attempts.node)",
-                rows,
-            )
-
-        await self._write(run)
+        conn.executemany(
+            "INSERT INTO attempts (run_uid, step, attempt, rollback, phase, started_at,"
+            " finished_at, exit_code, message, outputs, node, seq)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+            "  (SELECT COALESCE(MAX(seq), 0) + 1 FROM attempts))"
+            " ON CONFLICT (run_uid, step, attempt, rollback) DO UPDATE SET"
+            " phase = excluded.phase,"
+            " started_at = COALESCE(excluded.started_at, attempts.started_at),"
+            " finished_at = COALESCE(excluded.finished_at, attempts.finished_at),"
+            " exit_code = COALESCE(excluded.exit_code, attempts.exit_code),"
+            " message = COALESCE(excluded.message, attempts.message),"
+            " outputs = COALESCE(excluded.outputs, attempts.outputs),"
+            " node = COALESCE(excluded.node, attempts.node)",
+            rows,
+        )
 
     async def append_events(self, records: Sequence[EventRecord]) -> None:
         if not records:
             return
+        await self._write(lambda conn: self._append_events(conn, records))
+
+    def _append_events(self, conn: sqlite3.Connection, records: Sequence[EventRecord]) -> None:
         rows = [
             (
                 r.run_uid,
@@ -350,15 +353,31 @@ class SqliteStore:
             for r in records
         ]
 
-        def run(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT OR IGNORE INTO events"
-                " (run_uid, step, attempt, rollback, old, new, event, at, message)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+        conn.executemany(
+            "INSERT OR IGNORE INTO events"
+            " (run_uid, step, attempt, rollback, old, new, event, at, message)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
 
-        await self._write(run)
+    async def write_batch(
+        self,
+        run: RunRecord,
+        attempts: Sequence[AttemptRecord] = (),
+        events: Sequence[EventRecord] = (),
+        workflows: Sequence[WorkflowRecord] = (),
+    ) -> None:
+        def batch(conn: sqlite3.Connection) -> None:
+            for workflow in workflows:
+                self._save_workflow(conn, workflow)
+            self._upsert_run(conn, run)
+            if attempts:
+                self._upsert_attempts(conn, attempts)
+            if events:
+                self._append_events(conn, events)
+
+        # One transaction: one fsync, and readers never see half a batch.
+        await self._write(batch)
 
     async def append_log(
         self, run_uid: str, step: str, attempt: int, rollback: bool, text: str

@@ -152,6 +152,15 @@ class ExecutionStore(Protocol):
     async def append_events(self, records: Sequence[EventRecord]) -> None:
         """Append events in order; an event already stored is skipped."""
 
+    async def write_batch(
+        self,
+        run: RunRecord,
+        attempts: Sequence[AttemptRecord] = (),
+        events: Sequence[EventRecord] = (),
+        workflows: Sequence[WorkflowRecord] = (),
+    ) -> None:
+        """All of the above for one run in ONE transaction: readers see all or nothing."""
+
     async def append_log(
         self, run_uid: str, step: str, attempt: int, rollback: bool, text: str
     ) -> None:

@@ -284,9 +284,7 @@ class LocalRunner:
         if self.store is None or not (plan.transitions or plan.run_changed):
             return
         run, attempts, events = record_plan(self.identity, self.state, plan.transitions)
-        await self.store.upsert_run(run)
-        await self.store.upsert_attempts(attempts)
-        await self.store.append_events(events)
+        await self.store.write_batch(run, attempts, events)
 
     async def _abandon(self) -> None:
         """On an error in the loop, leave no process or task behind."""
