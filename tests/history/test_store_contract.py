@@ -12,32 +12,15 @@ and concurrency live in test_sqlite.py).
 from __future__ import annotations
 
 import pytest
+from tests.history.records import run_record
 
 from szal.history.store import (
     AttemptRecord,
     EventRecord,
     ExecutionStore,
     RunQuery,
-    RunRecord,
     WorkflowRecord,
 )
-
-
-def run_record(uid: str, **changes: object) -> RunRecord:
-    fields: dict[str, object] = dict(
-        uid=uid,
-        name=f"run-{uid}",
-        namespace="default",
-        workflow="wf",
-        workflow_version=1,
-        spec_hash="h1",
-        params={"env": "dev"},
-        phase="Running",
-        created_at=1000.0,
-        started_at=1000.5,
-    )
-    fields.update(changes)
-    return RunRecord(**fields)  # type: ignore[arg-type]
 
 
 def event(uid: str, step: str | None, new: str, at: float, **changes: object) -> EventRecord:

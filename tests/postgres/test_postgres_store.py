@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from tests.history.records import run_record
 from tests.postgres.server import drop_schema, new_schema, temporary_store
 
 from szal.history.postgres import PostgresStore, migrations
@@ -26,7 +27,6 @@ from szal.history.store import (
     AttemptRecord,
     EventRecord,
     RunQuery,
-    RunRecord,
     SchemaTooNew,
     WorkflowRecord,
 )
@@ -40,23 +40,6 @@ RELEASED_MIGRATIONS = {
     1: ("initial", "e2a8a52e9a629bf009eecfefebc23318cc03ae2da3f2b802e54c3d0573f17b36"),
     2: ("query_indexes", "0862d501d8fee8b9e2b8c51857e1c1ba21884ec255e08fa54df5ffa2e5e4377b"),
 }
-
-
-def run_record(uid: str, **changes: Any) -> RunRecord:
-    fields: dict[str, Any] = dict(
-        uid=uid,
-        name=f"run-{uid}",
-        namespace="default",
-        workflow="wf",
-        workflow_version=1,
-        spec_hash="h1",
-        params={"env": "dev"},
-        phase="Running",
-        created_at=1000.0,
-        started_at=1000.5,
-    )
-    fields.update(changes)
-    return RunRecord(**fields)
 
 
 def event(uid: str, n: int, step: str | None = "a") -> EventRecord:
