@@ -4,13 +4,16 @@
 #
 #   e2e/cluster/build.sh          build (or reuse) and print the bin dir
 #
-# kube-apiserver, kube-controller-manager, kube-scheduler and kubectl come
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and the
+# kubelet (for the real node, node-up.sh) come
 # from k8s.io/kubernetes, which cannot be `go install`ed because its go.mod
 # replaces every k8s.io/* staging module with a local path. We build it from
 # a tiny wrapper module that requires it and replaces each of those staging
 # modules (read from the downloaded go.mod, never hard-coded) with its
 # published v0.X.Y tag. etcd's server module is built the same way (its own
 # replaces are ignored when it is a dependency). kwok and helm are plain.
+# The pod sandbox's pause program is a 20-line Go file (pause/main.go here),
+# so the real node's images never need a registry.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -24,7 +27,16 @@ stamp="$dest/.complete"
 
 log() { echo "[cluster-build] $*" >&2; }
 
-if [[ -f "$stamp" ]]; then
+# Every binary the cluster and the real node need; a cache built before one
+# of them was added is completed, not rebuilt.
+needed=(etcd etcdctl kwok kwokctl kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet helm pause)
+complete() {
+  [[ -f "$stamp" ]] || return 1
+  local b
+  for b in "${needed[@]}"; do [[ -x "$bin/$b" ]] || return 1; done
+}
+
+if complete; then
   log "reusing $bin"
   echo "$bin"
   exit 0
@@ -34,7 +46,7 @@ fi
 mkdir -p "$cache_root"
 exec 8>"$dest.lock"
 flock -w 7200 8 || { log "ERROR: another build holds $dest.lock"; exit 1; }
-if [[ -f "$stamp" ]]; then
+if complete; then
   log "reusing $bin"
   echo "$bin"
   exit 0
@@ -47,9 +59,10 @@ mkdir -p "$work"
 export CGO_ENABLED=0
 export GOFLAGS="-mod=mod -buildvcs=false"
 
+kube_binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet)
 build_kubernetes() {
   local need=0
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for b in "${kube_binaries[@]}"; do
     [[ -x "$bin/$b" ]] || need=1
   done
   [[ $need == 1 ]] || { log "kubernetes binaries already built"; return; }
@@ -78,7 +91,7 @@ build_kubernetes() {
     ld+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
     ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for b in "${kube_binaries[@]}"; do
     if [[ ! -x "$bin/$b" ]]; then
       log "building $b (this takes a while on a small machine)"
       go build -trimpath -ldflags "$ld" -o "$bin/$b.tmp" "k8s.io/kubernetes/cmd/$b"
@@ -132,7 +145,18 @@ build_helm() {
   build_plain helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "$ld"
 }
 
+build_pause() {
+  [[ -x "$bin/pause" ]] && { log "pause already built"; return; }
+  local mod="$work/pause"
+  rm -rf "$mod" && mkdir -p "$mod" && cp "$here/pause/main.go" "$mod/" && cd "$mod"
+  go mod init szal.dev/cluster-build/pause >/dev/null 2>&1
+  log "building pause"
+  go build -trimpath -ldflags "-s -w" -o "$bin/pause.tmp" .
+  mv "$bin/pause.tmp" "$bin/pause"
+}
+
 start=$(date +%s)
+build_pause
 build_etcd
 build_plain kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
 build_plain kwokctl sigs.k8s.io/kwok/cmd/kwokctl "$KWOK_VERSION"
