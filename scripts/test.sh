@@ -44,6 +44,11 @@ if [[ -z "${SZAL_E2E_KUBECONFIG:-}" ]]; then
   log "control plane binaries ready in $(( $(date +%s) - t0 ))s"
   started_cluster=1
   bash e2e/cluster/up.sh
+  if [[ "${SZAL_REAL_NODE:-1}" == 1 ]]; then
+    t0=$(date +%s)
+    bash e2e/cluster/node-up.sh
+    log "real node ready in $(( $(date +%s) - t0 ))s"
+  fi
   SZAL_E2E_KUBECONFIG="${SZAL_CLUSTER_DIR:-/tmp/szal-cluster}/kubeconfig"
   export SZAL_E2E_KUBECONFIG
 else

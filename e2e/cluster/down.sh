@@ -64,6 +64,10 @@ stop() {  # pid name
   log "WARNING: $name ($pid) is still running"
 }
 
+# The real node first (node-down.sh is a no-op when there is none), while the
+# API server can still be told to forget the Node.
+bash "$here/node-down.sh" || log "WARNING: node-down.sh failed"
+
 for ((n = ${#SZAL_COMPONENTS[@]} - 1; n >= 0; n--)); do
   name="${SZAL_COMPONENTS[n]}"
   pidfile="$dir/run/$name.pid"

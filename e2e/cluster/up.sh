@@ -121,6 +121,11 @@ subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubern
 sign admin "/O=system:masters/CN=szal-admin" "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
+# The apiserver's client certificate towards kubelets (logs, exec on the real
+# node, node-up.sh); kwok nodes never see it.
+sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth"
 # The aggregation layer's client: with it the apiserver publishes a request-header
 # CA, which the controller manager and scheduler expect to find.
 sign front-proxy-client "/CN=front-proxy-client" "basicConstraints=CA:FALSE
@@ -192,7 +197,10 @@ wait_until etcd "etcd /health" etcd_ok
 
 # --- kube-apiserver ---------------------------------------------------------
 # --endpoint-reconciler-type=none: the `kubernetes` Service's Endpoints may not
-# hold a loopback address, and no client here runs inside the cluster.
+# hold a loopback address; pods on the real node reach 10.96.0.1:443 through
+# node-up.sh's DNAT rule instead of kube-proxy.
+# --kubelet-preferred-address-types: the real node's name does not resolve, so
+# logs/exec go to its InternalIP.
 sa_issuer="https://kubernetes.default.svc.cluster.local"
 start kube-apiserver "$bin/kube-apiserver" \
   --advertise-address=127.0.0.1 --bind-address=127.0.0.1 --secure-port="$SZAL_APISERVER_PORT" \
@@ -213,6 +221,9 @@ start kube-apiserver "$bin/kube-apiserver" \
   --service-cluster-ip-range=10.96.0.0/16 \
   --endpoint-reconciler-type=none \
   --allow-privileged=true \
+  --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
+  --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
+  --kubelet-preferred-address-types=InternalIP,Hostname \
   --profiling=false
 wait_until kube-apiserver "kube-apiserver /readyz" apiserver_ready
 
