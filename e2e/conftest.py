@@ -337,3 +337,78 @@ def namespace(kubeconfig: Path, kubectl: Kubectl) -> Iterator[str]:
         yield name
     finally:
         kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# --- the real node ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RealNode:
+    """Where real-node tests put their step pods, and with which image.
+
+    On the cluster ``make test`` starts, that is node ``szal-real-0``
+    (e2e/cluster/node-up.sh): its label as nodeSelector, a toleration of its
+    taint, the busybox image built there from Debian's package and
+    ``imagePullPolicy: Never``. Against another cluster (kind, say), set
+    ``SZAL_E2E_STEP_IMAGE`` (an image with a POSIX shell that the cluster can
+    run, e.g. ``busybox:1.36`` after ``kind load``), and optionally
+    ``SZAL_E2E_PULL_POLICY`` (default IfNotPresent) and
+    ``SZAL_E2E_NODE_SELECTOR`` (``key=value``; default: none).
+    """
+
+    image: str
+    pull_policy: str
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, str]]
+    local_node: bool
+    """True on node-up.sh's node: its processes are visible in this host's /proc."""
+
+    def template(self) -> dict[str, Any]:
+        """A Workflow ``template`` that sends every step (and rollback) here."""
+        pod: dict[str, Any] = {"nodeSelector": dict(self.node_selector)}
+        if self.tolerations:
+            pod["tolerations"] = [dict(t) for t in self.tolerations]
+        return {"image": self.image, "imagePullPolicy": self.pull_policy, "pod": pod}
+
+
+REAL_NODE_LABEL = "szal.dev/real-node"
+
+
+@pytest.fixture(scope="session")
+def real_node(kubectl: Kubectl) -> RealNode:
+    """The real node (see RealNode); fails, never skips, when there is none."""
+    image = os.environ.get("SZAL_E2E_STEP_IMAGE")
+    if image:
+        selector: dict[str, str] = {}
+        if raw := os.environ.get("SZAL_E2E_NODE_SELECTOR"):
+            key, _, value = raw.partition("=")
+            selector[key] = value
+        return RealNode(
+            image=image,
+            pull_policy=os.environ.get("SZAL_E2E_PULL_POLICY", "IfNotPresent"),
+            node_selector=selector,
+            tolerations=[],
+            local_node=False,
+        )
+    nodes = kubectl.json("get", "nodes", "-l", f"{REAL_NODE_LABEL}=true")["items"]
+    ready = [
+        n
+        for n in nodes
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in n["status"].get("conditions", [])
+        )
+    ]
+    if not ready:
+        pytest.fail(
+            f"no Ready node labelled {REAL_NODE_LABEL}=true: start one with"
+            " e2e/cluster/node-up.sh (make test does), or set SZAL_E2E_STEP_IMAGE to run"
+            " the real-node tests on another cluster's nodes"
+        )
+    return RealNode(
+        image=os.environ.get("SZAL_NODE_STEP_IMAGE", "localhost/szal/busybox:1.35"),
+        pull_policy="Never",
+        node_selector={REAL_NODE_LABEL: "true"},
+        tolerations=[{"key": REAL_NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+        local_node=True,
+    )

@@ -95,6 +95,23 @@ def test_termination_text_that_is_not_json_becomes_the_message() -> None:
     assert parse_outputs("") == (None, None)
 
 
+def test_outputs_over_the_limit_fail_a_step_that_exited_zero() -> None:
+    # What a real kubelet reports for 5,000 bytes of JSON: its last 4096 bytes.
+    cut = ('{"blob": "' + "0" * 5000 + '"}')[-4096:]
+    for message in (cut, '{"blob": "' + "0" * 5000 + '"}'):
+        view = pod_view(pod("Succeeded", exit_code=0, message=message))
+        assert view is not None
+        obs = observe(view, NOW)
+        assert obs is not None and obs.state == "Failed" and obs.exit_code == 0
+        assert obs.outputs is None and obs.message is not None
+        assert "4096" in obs.message
+    # Small outputs that are not JSON stay a message on a step that succeeded.
+    view = pod_view(pod("Succeeded", exit_code=0, message="done, see logs"))
+    assert view is not None
+    obs = observe(view, NOW)
+    assert obs is not None and obs.state == "Succeeded" and obs.message == "done, see logs"
+
+
 def test_unschedulable_pod_is_pending_with_the_schedulers_reason() -> None:
     cond = {
         "type": "PodScheduled",

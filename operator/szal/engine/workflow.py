@@ -40,6 +40,7 @@ class Command:
     args: tuple[str, ...] | None
     script: str | None
     env: tuple[tuple[str, str], ...]
+    image_pull_policy: str | None = None
 
     def argv(self) -> list[str]:
         """The argument vector for a local process (``image`` is ignored)."""
@@ -174,6 +175,11 @@ def _command(step: Step, template: StepTemplate) -> Command:
         command, args, script = template.command, template.args, template.script
     return Command(
         image=step.image if step.image is not None else template.image,
+        image_pull_policy=(
+            step.image_pull_policy
+            if step.image_pull_policy is not None
+            else template.image_pull_policy
+        ),
         command=_tuple(command),
         args=_tuple(args),
         script=script,
@@ -199,7 +205,7 @@ def resolve_workflow(
     form one unit (a step's ``script`` or ``command`` replaces the template's
     whole unit, a step's lone ``args`` go with the template's ``command``);
     ``env`` merges by name; ``pod`` merges field by field (labels and
-    annotations key by key); a compensation inherits the step's image and env.
+    annotations key by key); a compensation inherits the step's image, imagePullPolicy and env.
     A step with children that sets none of ``command``/``args``/``script``
     runs nothing of its own (not the template's command): it only orders its
     children.
@@ -227,6 +233,11 @@ def resolve_workflow(
             comp = step.rollback
             rollback = Command(
                 image=comp.image if comp.image is not None else command.image,
+                image_pull_policy=(
+                    comp.image_pull_policy
+                    if comp.image_pull_policy is not None
+                    else command.image_pull_policy
+                ),
                 command=_tuple(comp.command),
                 args=_tuple(comp.args),
                 script=comp.script,

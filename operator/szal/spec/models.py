@@ -32,6 +32,9 @@ Mode = Literal["Sequential", "Parallel", "Dag", "Hierarchical"]
 Trigger = Literal["All", "Any"]
 Backoff = Literal["Fixed", "Linear", "Exponential"]
 Launcher = Literal["Pod", "Job"]
+#: Kubernetes' own values and meaning; unset: Kubernetes' default (Always for
+#: ``:latest`` or no tag, else IfNotPresent). Ignored by the local runner.
+ImagePullPolicy = Literal["Always", "IfNotPresent", "Never"]
 ParamValue = str | int | float | bool
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, examples=["90s", "1m30s"])]
 #: A Kubernetes resource quantity: ``500m``, ``2``, ``1.5``, ``1Gi``, ``128M``.
@@ -125,6 +128,7 @@ class Compensation(_Model):
     """A step's rollback: a command run when the run fails (reverse order)."""
 
     image: str | None = None
+    image_pull_policy: ImagePullPolicy | None = None
     command: list[str] | None = None
     args: list[str] | None = None
     script: str | None = None
@@ -136,6 +140,7 @@ class StepTemplate(_Model):
     """Defaults merged into every step (a step's own fields win)."""
 
     image: str | None = None
+    image_pull_policy: ImagePullPolicy | None = None
     command: list[str] | None = None
     args: list[str] | None = None
     script: str | None = None
@@ -152,6 +157,7 @@ class Step(_Model):
 
     name: Annotated[str, Field(min_length=1, max_length=63)]
     image: str | None = None
+    image_pull_policy: ImagePullPolicy | None = None
     command: list[str] | None = None
     args: list[str] | None = None
     script: str | None = None

@@ -15,7 +15,9 @@ Decisions:
   failing *is* the Job failing, and reading the pod saves waiting for the
   Job controller to notice (a round trip through the API server).
 * Outputs are the termination message when it is a JSON object of at most
-  4 KiB (what a kubelet keeps). Anything else in the termination message
+  4 KiB (what a kubelet keeps). Outputs over that limit (whole, from kwok,
+  or cut to their last 4096 bytes by a real kubelet) fail a step that exited 0, with a
+  message saying so, as the local runner does. Anything else in the termination message
   (plain text, a JSON list, too long) becomes the step's message, so a
   failing step can explain itself by writing to ``/dev/termination-log``.
 * An unschedulable pod is a ``Pending`` observation whose message is the
@@ -185,7 +187,19 @@ def parse_outputs(text: str | None) -> tuple[dict[str, Any] | None, str | None]:
             return None, "termination message is JSON but not an object; outputs ignored"
     else:
         return None, f"outputs larger than {MAX_OUTPUTS_BYTES} bytes ignored"
+    if len(text.encode()) >= MAX_OUTPUTS_BYTES:
+        # A real kubelet keeps only the last 4096 bytes of the termination
+        # message (measured on the real test node), so over-long outputs
+        # arrive cut to exactly that size, as JSON that does not parse.
+        return None, OUTPUTS_CUT
     return None, text.strip()[:MAX_MESSAGE_CHARS]
+
+
+OUTPUTS_CUT = (
+    f"outputs over the {MAX_OUTPUTS_BYTES}-byte limit: the kubelet cut the termination message"
+    f" to its last {MAX_OUTPUTS_BYTES} bytes; write less to $SZAL_OUTPUTS"
+)
+_OUTPUTS_LOST = ("outputs larger than", OUTPUTS_CUT)
 
 
 def observe(view: PodView, now: float) -> Observation | None:
@@ -203,6 +217,10 @@ def observe(view: PodView, now: float) -> Observation | None:
         state = view.phase
         exit_code = view.exit_code
         outputs, message = parse_outputs(view.termination_message)
+        if state == "Succeeded" and message is not None and message.startswith(_OUTPUTS_LOST):
+            # As in local mode: a step that cannot hand over its outputs did
+            # not do its job, and says why instead of losing them silently.
+            state = "Failed"
         if view.phase == "Failed" and message is None:
             # A plain non-zero exit is described by the planner ("failed with
             # exit code N", as in local mode); Kubernetes' own reasons are added.

@@ -151,6 +151,8 @@ def _container(
         "name": CONTAINER_NAME,
         "image": command.image or image_default,
     }
+    if command.image_pull_policy is not None:
+        container["imagePullPolicy"] = command.image_pull_policy
     if command.script is not None:
         container["command"] = ["sh", "-c", command.script]
     else:
