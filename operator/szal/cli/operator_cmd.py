@@ -110,6 +110,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="in-cluster mode, self-managed certificates: the ValidatingWebhookConfiguration"
         " whose caBundle is patched at start and after a rotation",
     )
+    hooks.add_argument(
+        "--webhook-extra-san",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="in-cluster mode, self-managed certificates: also name HOST (a DNS name or an IP"
+        " address) in the serving certificate, for a webhook configuration that uses a url"
+        " clientConfig (repeatable)",
+    )
+    hooks.add_argument(
+        "--webhook-cert-check-interval",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="in-cluster mode, self-managed certificates: how often the Secret is checked for"
+        " expiry and for another replica's rotation (default: 3600)",
+    )
     election = parser.add_argument_group(
         "leader election",
         "With --leader-elect only the replica holding the Lease reconciles; every replica"
@@ -218,6 +235,8 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
         webhook_namespace=args.webhook_namespace,
         webhook_secret=args.webhook_secret,
         webhook_configuration=args.webhook_configuration,
+        webhook_extra_sans=tuple(args.webhook_extra_san),
+        webhook_cert_check_interval=args.webhook_cert_check_interval,
         leader_election=election,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,

@@ -96,6 +96,8 @@ class CertificateSettings:
     """Private directory the served tls.crt/tls.key are written to."""
     check_interval: float = 3600.0
     """Seconds between checks of the Secret (rotation, another replica's rotation)."""
+    extra_hosts: tuple[str, ...] = ()
+    """More SANs (``--webhook-extra-san``: a url clientConfig's host)."""
 
 
 def _decode(secret: dict[str, Any]) -> dict[str, str]:
@@ -125,7 +127,11 @@ class CertificateManager:
         self.client = client
         self.settings = settings
         self.clock = clock
-        self.hosts = service_hosts(settings.service, settings.namespace)
+        self.hosts = service_hosts(settings.service, settings.namespace) + tuple(
+            h
+            for h in settings.extra_hosts
+            if h not in service_hosts(settings.service, settings.namespace)
+        )
         self.current: WebhookTLS | None = None
         self.rotations = 0
         """Secret writes by this replica (creation included)."""

@@ -143,6 +143,8 @@ class OperatorSettings:
     webhook_configuration: str | None = None
     """In-cluster, self-managed: the ValidatingWebhookConfiguration whose caBundle
     is patched at start and after rotation."""
+    webhook_extra_sans: tuple[str, ...] = ()
+    """In-cluster, self-managed: more names/addresses for the serving certificate."""
     webhook_cert_check_interval: float = 3600.0
     """Seconds between checks of the webhook Secret (rotation)."""
     leader_election: ElectionSettings | None = None
@@ -345,6 +347,7 @@ class Operator:
                     configuration=settings.webhook_configuration,
                     directory=Path(tempfile.mkdtemp(prefix="szal-webhook-")),
                     check_interval=settings.webhook_cert_check_interval,
+                    extra_hosts=settings.webhook_extra_sans,
                 ),
             )
             files = self.certificates.files
