@@ -7,7 +7,8 @@ leading at the renew deadline, before any standby may take over; a leader
 that sees another holder stops at once; a clean release lets a standby
 take over at its next tick; two standbys racing for an expired Lease - one
 wins, the other gets 409 Conflict; the timings are checked; MicroTime
-round trips.
+round trips; ``szal operator`` refuses bad flag combinations (exit 2,
+naming the flags) and hands the election and webhook flags on.
 
 The electors talk through the real :class:`KubernetesLeaseStore` and
 :class:`ApiClient` to a small Lease API served here over HTTP (GET, POST,
@@ -322,3 +323,41 @@ def test_micro_time_round_trips() -> None:
     text = format_micro_time(epoch)
     assert text == "2027-01-15T08:00:00.123456Z"
     assert parse_micro_time(text) == pytest.approx(epoch, abs=1e-6)
+
+
+# --- the command line -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--webhook-service", "svc"], "--webhook-service needs --webhook-secret"),
+        (["--webhook-secret", "s"], "--webhook-secret needs --webhook-service"),
+        (
+            ["--leader-elect", "--leader-election-renew-deadline", "20"],
+            "retry period < renew deadline < lease duration",
+        ),
+    ],
+)
+def test_operator_refuses_bad_flag_combinations(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from szal.cli import main
+
+    assert main(["operator", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_operator_flags_reach_the_settings() -> None:
+    from szal.cli import build_parser
+    from szal.cli.operator_cmd import _settings
+
+    args = build_parser().parse_args(
+        ["operator", "--leader-elect", "--leader-election-lease-name", "x"]
+        + ["--webhook-service", "svc", "--webhook-secret", "tls", "--webhook-configuration", "vwc"]
+    )
+    settings = _settings(args)
+    assert settings.leader_election == ElectionSettings(namespace="", name="x")
+    assert settings.webhook_port == 9443
+    assert (settings.webhook_service, settings.webhook_secret) == ("svc", "tls")
+    assert settings.webhook_configuration == "vwc"
