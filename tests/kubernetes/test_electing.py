@@ -352,10 +352,9 @@ def test_operator_flags_reach_the_settings() -> None:
     from szal.cli import build_parser
     from szal.cli.operator_cmd import _settings
 
-    args = build_parser().parse_args(
-        ["operator", "--leader-elect", "--leader-election-lease-name", "x"]
-        + ["--webhook-service", "svc", "--webhook-secret", "tls", "--webhook-configuration", "vwc"]
-    )
+    flags = ["--leader-elect", "--leader-election-lease-name", "x", "--webhook-service", "svc"]
+    flags += ["--webhook-secret", "tls", "--webhook-configuration", "vwc"]
+    args = build_parser().parse_args(["operator", *flags])
     settings = _settings(args)
     assert settings.leader_election == ElectionSettings(namespace="", name="x")
     assert settings.webhook_port == 9443
