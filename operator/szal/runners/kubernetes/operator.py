@@ -212,8 +212,6 @@ class Operator:
         self.elector: LeaderElector | None = None
         self._election_task: asyncio.Task[None] | None = None
         self._resume_task: asyncio.Task[None] | None = None
-        self.leadership_changes: list[tuple[float, bool]] = []
-        """(monotonic time, leading) at every change, for logs and tests."""
         self._register()
 
     @property
@@ -467,11 +465,9 @@ class Operator:
         )
 
     def _gained_leadership(self) -> None:
-        self.leadership_changes.append((time.monotonic(), True))
         self._resume_task = asyncio.create_task(self._resume_all(), name="szal-resume")
 
     def _lost_leadership(self) -> None:
-        self.leadership_changes.append((time.monotonic(), False))
         cancelled = self._cancel_runs()
         logger.warning("standby now: %d reconciler task(s) stopped", len(cancelled))
 
@@ -494,7 +490,9 @@ class Operator:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
         for body in runs:
+            # List items carry no kind/apiVersion; watch events do.
             body.setdefault("apiVersion", API_VERSION)
+            body.setdefault("kind", "WorkflowRun")
             self._on_run("ADDED", body)
         for body in workflows:
             await self._on_workflow(body)
