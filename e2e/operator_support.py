@@ -96,6 +96,19 @@ class OperatorProcess:
         except OSError:
             return False
 
+    def readyz(self) -> str:
+        """The /readyz body (``leader`` or ``standby`` once ready)."""
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.metrics_port}/readyz", timeout=2
+        ) as answer:
+            return str(answer.read().decode())
+
+    @property
+    def identity(self) -> str:
+        """Its leader-election identity (``<hostname>_<pid>`` for a local process)."""
+        assert self.proc is not None
+        return f"{socket.gethostname()}_{self.proc.pid}"
+
     def metrics(self) -> dict[str, float]:
         """The operator's Prometheus metrics, as {'name{labels}': value}."""
         with urllib.request.urlopen(

@@ -333,8 +333,10 @@ def _service_account_credentials(
     docs = []
     for doc in yaml.safe_load_all(built):
         kind = doc["kind"]
-        if kind == "ServiceAccount":
+        if kind in ("ServiceAccount", "Role", "RoleBinding"):
             doc["metadata"]["namespace"] = namespace
+            for subject in doc.get("subjects") or []:
+                subject["namespace"] = namespace
         else:
             doc["metadata"]["name"] += f"-{suffix}"
             created.append((kind.lower(), doc["metadata"]["name"]))

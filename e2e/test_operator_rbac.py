@@ -4,20 +4,26 @@ The ServiceAccount, ClusterRole and binding of ``manifests/base`` are
 applied; the operator runs with a token of that ServiceAccount (no admin
 certificate) and must do everything a run needs: watch runs, workflows and
 pods, create pods and Jobs, delete pods (timeouts), write run and workflow
-status, post Events, and delete a finished run at its TTL.
+status, post Events, and delete a finished run at its TTL - with
+``--leader-elect``, so it must also create and renew its Lease (in
+szal-system, where ``leader_election_role.yaml``'s Role is bound; the
+Lease's name is unique per test): without the lease rule it never leads
+and the run never starts.
 
-Not covered: the admission webhooks' permissions (the admission tests).
+Not covered: the admission webhooks' permissions (the admission tests and
+``e2e/test_webhook_certs.py``).
 """
 
 from __future__ import annotations
 
 import base64
+import secrets
 from pathlib import Path
 
 import pytest
 import yaml
 
-from e2e.conftest import REPO, Kubectl
+from e2e.conftest import REPO, Kubectl, poll_until
 from e2e.operator_support import (
     OperatorProcess,
     ensure_crds,
@@ -85,29 +91,44 @@ def test_operator_runs_with_the_manifests_rbac_only(
         "mode": "Parallel",
     }
     kubectl.apply(workflow("rbac", spec), namespace)
-    with OperatorProcess(sa_config, [namespace]):
-        kubectl.apply(run("rbac", "rbac", ttlSecondsAfterFinished=1), namespace)
-        status = wait_phase(kubectl, namespace, "rbac", timeout=60)
-        assert step_phases(status) == {
-            "pod": ("Succeeded", 1),
-            "job": ("Succeeded", 1),
-            "slow": ("TimedOut", 1),
-        }
-        events = kubectl.json(
-            "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=rbac"
-        )["items"]
-        assert any(e["reason"] == "StepTimedOut" for e in events)
-        wait_for(
-            lambda: (
-                (kubectl.get("workflow", "rbac", namespace) or {})
-                .get("status", {})
-                .get("stepCount")
-                == 3
-            ),
-            "the Workflow's stepCount",
-        )
-        wait_for(
-            lambda: kubectl.get("workflowrun", "rbac", namespace) is None,
-            "the TTL deletion",
-            timeout=30,
-        )
+    lease = f"szal-e2e-rbac-{secrets.token_hex(4)}"
+    election = ("--leader-elect", "--leader-election-namespace", "szal-system")
+    try:
+        with OperatorProcess(
+            sa_config, [namespace], *election, "--leader-election-lease-name", lease
+        ) as operator:
+            poll_until(
+                lambda: operator.readyz() == "leader",
+                timeout=20,
+                what="the operator to hold its Lease (leases get/create/update in szal-system)",
+            )
+            _complete_runs(kubectl, namespace)
+    finally:
+        kubectl("delete", "lease", lease, "-n", "szal-system", "--ignore-not-found")
+
+
+def _complete_runs(kubectl: Kubectl, namespace: str) -> None:
+    """The run of the RBAC test completes, with its Events, stepCount and TTL deletion."""
+    kubectl.apply(run("rbac", "rbac", ttlSecondsAfterFinished=1), namespace)
+    status = wait_phase(kubectl, namespace, "rbac", timeout=60)
+    assert step_phases(status) == {
+        "pod": ("Succeeded", 1),
+        "job": ("Succeeded", 1),
+        "slow": ("TimedOut", 1),
+    }
+    events = kubectl.json(
+        "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=rbac"
+    )["items"]
+    assert any(e["reason"] == "StepTimedOut" for e in events)
+    wait_for(
+        lambda: (
+            (kubectl.get("workflow", "rbac", namespace) or {}).get("status", {}).get("stepCount")
+            == 3
+        ),
+        "the Workflow's stepCount",
+    )
+    wait_for(
+        lambda: kubectl.get("workflowrun", "rbac", namespace) is None,
+        "the TTL deletion",
+        timeout=30,
+    )

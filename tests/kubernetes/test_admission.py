@@ -4,8 +4,8 @@ Covers: what the pure checks refuse and with which message (cycles, unknown
 dependencies, bad ``when``, missing or invalid ``workflowRef`` target,
 params that do not match, newer definition versions), that a lookup failure
 admits the run, that handlers are registered on the given registry for
-CREATE and UPDATE of the main resource only, and that the self-signed
-certificate has the SANs the API server checks.
+CREATE and UPDATE of the main resource only. (The webhook certificates:
+``tests/kubernetes/test_tls.py``.)
 
 Not covered: the webhook round trip through a real API server and
 ``kubectl apply`` (``e2e/test_crds_admission.py``).
@@ -13,9 +13,7 @@ Not covered: the webhook round trip through a real API server and
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import kopf
@@ -29,7 +27,6 @@ from szal.runners.kubernetes.admission import (
     check_workflow_run,
     register_admission,
 )
-from szal.runners.kubernetes.tls import ensure_self_signed, subject_alt_names
 
 
 def _workflow(steps: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
@@ -183,26 +180,3 @@ def test_handlers_are_registered_on_the_given_registry() -> None:
         assert handler.subresource is None
         assert handler.reason is not None and handler.reason.name == "VALIDATING"
     assert kopf.OperatorRegistry()._webhooks.get_all_handlers() == []
-
-
-def test_subject_alt_names() -> None:
-    assert subject_alt_names(["127.0.0.1", "localhost", "::1"]) == (
-        "IP:127.0.0.1,DNS:localhost,IP:::1"
-    )
-
-
-def test_self_signed_certificate_is_made_once(tmp_path: Path) -> None:
-    cert = ensure_self_signed(tmp_path, hosts=["127.0.0.1", "localhost"])
-    assert cert.pkeyfile.stat().st_mode & 0o077 == 0
-    text = subprocess.run(
-        ["openssl", "x509", "-in", str(cert.certfile), "-noout", "-text"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "IP Address:127.0.0.1" in text and "DNS:localhost" in text
-    before = cert.certfile.read_bytes()
-    assert ensure_self_signed(tmp_path, hosts=["127.0.0.1", "localhost"]) == cert
-    assert cert.certfile.read_bytes() == before
-    ensure_self_signed(tmp_path, hosts=["127.0.0.1", "szal.example"])
-    assert cert.certfile.read_bytes() != before

@@ -16,8 +16,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from szal.cli.commanding import EXIT_INVALID, EXIT_OK, Subcommand
+
+if TYPE_CHECKING:
+    from szal.runners.kubernetes.operator import OperatorSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,21 +56,120 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         " archived before it shows HistoryArchived=False, and how long a requested deletion"
         " waits before the history finalizer is released anyway (default: 300)",
     )
-    parser.add_argument(
+    hooks = parser.add_argument_group(
+        "admission webhooks",
+        "Development mode (no --webhook-service): serve on --webhook-host:--webhook-port with a"
+        " self-signed certificate and register the webhook configuration. In-cluster mode"
+        " (--webhook-service): listen on 0.0.0.0:--webhook-port (default 9443) behind that"
+        " Service; the installer owns the webhook configuration; certificates are the"
+        " operator's own (--webhook-secret) or cert-manager's (--webhook-cert-dir).",
+    )
+    hooks.add_argument(
         "--webhook-port",
         type=int,
         metavar="PORT",
-        help="serve the admission webhooks (HTTPS) on PORT and register them; default: off",
+        help="serve the admission webhooks (HTTPS) on PORT; default: off (9443 with"
+        " --webhook-service)",
     )
-    parser.add_argument(
+    hooks.add_argument(
         "--webhook-host",
         default="127.0.0.1",
-        help="address the API server reaches the webhooks at (default: 127.0.0.1)",
+        help="development mode: address the API server reaches the webhooks at"
+        " (default: 127.0.0.1)",
     )
-    parser.add_argument(
+    hooks.add_argument(
         "--webhook-cert-dir",
         type=Path,
-        help="where the self-signed webhook certificate is kept (default: a temp directory)",
+        metavar="DIR",
+        help="development mode: where the self-signed certificate is kept (default: a temp"
+        " directory); in-cluster mode: a directory holding tls.crt and tls.key (a mounted"
+        " cert-manager Secret), served as they are and reloaded when they change",
+    )
+    hooks.add_argument(
+        "--webhook-service",
+        metavar="NAME",
+        help="in-cluster mode: the webhook Service's name (the certificate names NAME,"
+        " NAME.NS, NAME.NS.svc, NAME.NS.svc.cluster.local)",
+    )
+    hooks.add_argument(
+        "--webhook-namespace",
+        metavar="NS",
+        help="namespace of the webhook Service and Secret (default: $POD_NAMESPACE, else the"
+        " credentials' namespace)",
+    )
+    hooks.add_argument(
+        "--webhook-secret",
+        metavar="NAME",
+        help="in-cluster mode, self-managed certificates: the kubernetes.io/tls Secret holding"
+        " the CA and the serving certificate (created if missing, renewed 30 days before"
+        " expiry)",
+    )
+    hooks.add_argument(
+        "--webhook-configuration",
+        metavar="NAME",
+        help="in-cluster mode, self-managed certificates: the ValidatingWebhookConfiguration"
+        " whose caBundle is patched at start and after a rotation",
+    )
+    hooks.add_argument(
+        "--webhook-extra-san",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="in-cluster mode, self-managed certificates: also name HOST (a DNS name or an IP"
+        " address) in the serving certificate, for a webhook configuration that uses a url"
+        " clientConfig (repeatable)",
+    )
+    hooks.add_argument(
+        "--webhook-cert-check-interval",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="in-cluster mode, self-managed certificates: how often the Secret is checked for"
+        " expiry and for another replica's rotation (default: 3600)",
+    )
+    election = parser.add_argument_group(
+        "leader election",
+        "With --leader-elect only the replica holding the Lease reconciles; every replica"
+        " serves the webhook, /metrics, /healthz and /readyz (body: leader or standby).",
+    )
+    election.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="elect a leader on a coordination.k8s.io Lease (for more than one replica)",
+    )
+    election.add_argument(
+        "--leader-election-namespace",
+        metavar="NS",
+        help="namespace of the Lease (default: $POD_NAMESPACE, else the first served"
+        " namespace, else default)",
+    )
+    election.add_argument(
+        "--leader-election-lease-name",
+        default="szal-operator",
+        metavar="NAME",
+        help="name of the Lease (default: szal-operator); the identity is $POD_NAME, else"
+        " <hostname>_<pid>",
+    )
+    election.add_argument(
+        "--leader-election-lease-duration",
+        type=float,
+        default=15.0,
+        metavar="SECONDS",
+        help="how long a standby waits after the leader's last renewal (default: 15)",
+    )
+    election.add_argument(
+        "--leader-election-renew-deadline",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long a leader that cannot renew keeps reconciling (default: 10)",
+    )
+    election.add_argument(
+        "--leader-election-retry-period",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="time between renewals and acquisition tries (default: 2)",
     )
     parser.add_argument(
         "--metrics-port",
@@ -92,20 +195,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
 
 
-async def _serve(args: argparse.Namespace) -> None:
+def _settings(args: argparse.Namespace) -> OperatorSettings:
+    """The operator's settings from the flags; ValueError names a bad combination."""
+    from szal.runners.kubernetes.electing import ElectionSettings
     from szal.runners.kubernetes.events import EventSettings
-    from szal.runners.kubernetes.operator import Operator, OperatorSettings
-    from szal.runners.kubernetes.reconciler import HistorySink, ReconcilerSettings
+    from szal.runners.kubernetes.operator import OperatorSettings
+    from szal.runners.kubernetes.reconciler import ReconcilerSettings
 
-    settings = OperatorSettings(
+    if args.webhook_service and not (args.webhook_secret or args.webhook_cert_dir):
+        raise ValueError(
+            "--webhook-service needs --webhook-secret (self-managed certificates)"
+            " or --webhook-cert-dir (cert-manager)"
+        )
+    for flag in ("webhook_secret", "webhook_configuration"):
+        if getattr(args, flag) and not args.webhook_service:
+            raise ValueError(f"--{flag.replace('_', '-')} needs --webhook-service")
+    election = None
+    if args.leader_elect:
+        election = ElectionSettings(
+            namespace=args.leader_election_namespace or "",
+            name=args.leader_election_lease_name,
+            lease_duration=args.leader_election_lease_duration,
+            renew_deadline=args.leader_election_renew_deadline,
+            retry_period=args.leader_election_retry_period,
+        )
+    webhook_port = args.webhook_port
+    if webhook_port is None and args.webhook_service:
+        webhook_port = 9443
+    return OperatorSettings(
         namespaces=tuple(args.namespace),
         clusterwide=args.all_namespaces,
         kubeconfig=args.kubeconfig,
         context=args.context,
         history_dsn=args.history_dsn,
-        webhook_port=args.webhook_port,
+        webhook_port=webhook_port,
         webhook_host=args.webhook_host,
         webhook_cert_dir=args.webhook_cert_dir,
+        webhook_service=args.webhook_service,
+        webhook_namespace=args.webhook_namespace,
+        webhook_secret=args.webhook_secret,
+        webhook_configuration=args.webhook_configuration,
+        webhook_extra_sans=tuple(args.webhook_extra_san),
+        webhook_cert_check_interval=args.webhook_cert_check_interval,
+        leader_election=election,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         events=EventSettings(enabled=not args.no_events, step_started=args.step_started_events),
@@ -114,6 +246,12 @@ async def _serve(args: argparse.Namespace) -> None:
             history_finalizer_timeout=args.history_finalizer_timeout,
         ),
     )
+
+
+async def _serve(args: argparse.Namespace, settings: OperatorSettings) -> None:
+    from szal.runners.kubernetes.operator import Operator
+    from szal.runners.kubernetes.reconciler import HistorySink
+
     history: HistorySink | None = None
     mirror = None
     if args.history_dsn:
@@ -140,7 +278,12 @@ def handle(args: argparse.Namespace) -> int:
     if not args.verbose:
         logging.getLogger("kopf").setLevel(max(level, logging.WARNING))
     try:
-        asyncio.run(_serve(args))
+        settings = _settings(args)
+    except ValueError as error:
+        print(f"szal operator: {error}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        asyncio.run(_serve(args, settings))
     except CredentialsError as error:
         print(f"szal operator: {error}", file=sys.stderr)
         return EXIT_INVALID

@@ -259,15 +259,23 @@ def configure_admission(
     addr: str = "127.0.0.1",
     host: str | None = None,
     managed: str | None = MANAGED_NAME,
+    file_check_interval: float = 60.0,
 ) -> None:
     """Serve the webhooks over TLS on ``addr:port`` and let kopf manage their configurations.
 
     ``host`` is the name or address the API server uses to reach the
     webhook (default ``addr``); it must be in the certificate's SANs.
     ``managed=None`` leaves the webhook configurations to the installer
-    (production with cert-manager and a Service: docs/operator.md).
+    (in-cluster mode: docs/operator.md). kopf polls the certificate files
+    every ``file_check_interval`` seconds and restarts its server when they
+    changed (a rotation, cert-manager's renewal).
     """
     settings.admission.server = kopf.WebhookServer(
-        addr=addr, port=port, host=host or addr, certfile=certfile, pkeyfile=pkeyfile
+        addr=addr,
+        port=port,
+        host=host or addr,
+        certfile=certfile,
+        pkeyfile=pkeyfile,
+        file_check_interval=file_check_interval,
     )
     settings.admission.managed = managed

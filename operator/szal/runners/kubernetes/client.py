@@ -317,7 +317,8 @@ class ApiClient:
         if data is not None and content_type is None:
             content_type = "application/json"
         if count_as is not None:
-            self.writes[(method.lower() if method != "POST" else "create", count_as)] += 1
+            verb = {"POST": "create", "PUT": "update"}.get(method, method.lower())
+            self.writes[(verb, count_as)] += 1
         delay = self.retry.initial_delay
         for attempt in range(1, self.retry.attempts + 1):
             wait: float | None = None
@@ -367,6 +368,10 @@ class ApiClient:
 
     async def create(self, path: str, body: JsonDict, *, resource: str) -> JsonDict:
         return await self.request("POST", path, body=body, count_as=resource)
+
+    async def replace(self, path: str, body: JsonDict, *, resource: str) -> JsonDict:
+        """PUT the whole object; a stale ``metadata.resourceVersion`` answers :class:`Conflict`."""
+        return await self.request("PUT", path, body=body, count_as=resource)
 
     async def delete(
         self,

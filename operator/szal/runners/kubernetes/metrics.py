@@ -7,7 +7,9 @@ Served by aiohttp on ``--metrics-port`` (off by default):
   passes, runs being reconciled, Events posted and dropped, and the
   process's peak resident memory.
 * ``/healthz`` - 200 while the process serves; ``/readyz`` - 200 once the
-  operator's watches have started (the readiness flag kopf raises).
+  operator's watches have started (the readiness flag kopf raises), with
+  the body ``leader`` or ``standby``: both are ready, since every replica
+  serves the webhook. ``szal_leader`` (1 or 0) says the same to Prometheus.
 
 The values are read at scrape time from the live objects (a custom
 collector), so the hot path only bumps plain counters.
@@ -42,6 +44,7 @@ class OperatorCollector(Collector):
     events: EventPoster
     passes: Callable[[], int]
     active_runs: Callable[[], int]
+    leader: Callable[[], bool] = lambda: True
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         writes = CounterMetricFamily(
@@ -65,6 +68,11 @@ class OperatorCollector(Collector):
             "szal_events_dropped", "Events dropped (queue full)", value=self.events.dropped
         )
         yield GaugeMetricFamily(
+            "szal_leader",
+            "1 if this replica holds the leader Lease (or runs without election), else 0",
+            value=1 if self.leader() else 0,
+        )
+        yield GaugeMetricFamily(
             "szal_peak_rss_bytes", "Peak resident set size of the process", value=peak_rss_bytes()
         )
 
@@ -72,7 +80,16 @@ class OperatorCollector(Collector):
 class MetricsServer:
     """``/metrics``, ``/healthz``, ``/readyz`` on ``host:port``."""
 
-    def __init__(self, collector: Collector, ready: asyncio.Event, host: str, port: int) -> None:
+    def __init__(
+        self,
+        collector: Collector,
+        ready: asyncio.Event,
+        host: str,
+        port: int,
+        *,
+        leader: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.leader = leader
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
         self.ready = ready
@@ -90,7 +107,7 @@ class MetricsServer:
 
     async def _readyz(self, _: web.Request) -> web.Response:
         if self.ready.is_set():
-            return web.Response(text="ok")
+            return web.Response(text="leader" if self.leader() else "standby")
         return web.Response(status=503, text="starting")
 
     async def start(self) -> None:

@@ -37,10 +37,28 @@ deleted before its history is committed: see
 :mod:`szal.runners.kubernetes.finalizing`. It is released after a bounded
 wait, so an absent operator or database never blocks deletion for long.)
 
+**Leader election** (``--leader-elect``, :mod:`szal.runners.kubernetes.electing`):
+every replica keeps kopf watching (the pod index stays complete and warm)
+and serves the webhook and metrics, but only the Lease holder reconciles.
+A standby's run and workflow handlers return at once and it keeps no
+mailboxes. On gaining the Lease the operator re-lists every WorkflowRun
+and Workflow it serves and feeds them through the same first-sight path
+as kopf's initial listing after a restart, so each run resumes from its
+status and pods exactly as after a crash. On losing it, every reconciler
+task is cancelled at once (synchronously, inside the elector's tick) and
+the mailboxes are dropped. A clean shutdown cancels the tasks first, then
+releases the Lease so a standby takes over within one retry period.
+
+**Webhook certificates in a cluster** (``--webhook-service``): the webhook
+listens on 0.0.0.0 and kopf does not manage any configuration; the
+certificate is either the operator's own (``--webhook-secret``,
+:mod:`szal.runners.kubernetes.certifying`, made ready before kopf starts
+serving) or cert-manager's mounted files (``--webhook-cert-dir``).
+
 Settings: ``posting.enabled = False`` (kopf's log-to-Event posting: our
-own Events are posted explicitly), ``peering.standalone = True`` (one
-replica, ``strategy: Recreate``; optimistic-concurrency status writes
-keep a second replica from corrupting a run), ``scanning.disabled = True``
+own Events are posted explicitly), ``peering.standalone = True`` (kopf's
+own peering would pause replicas; the Lease decides who reconciles),
+``scanning.disabled = True``
 (the CRDs are installed before the operator; no cluster-wide CRD or
 namespace watch, and no RBAC for it).
 """
@@ -50,20 +68,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import tempfile
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import kopf
 
+from szal.runners.kubernetes.certifying import CertificateManager, CertificateSettings
 from szal.runners.kubernetes.client import (
     ApiClient,
     ApiError,
     Credentials,
     group_path,
     load_credentials,
+)
+from szal.runners.kubernetes.electing import (
+    ElectionSettings,
+    KubernetesLeaseStore,
+    LeaderElector,
 )
 from szal.runners.kubernetes.events import EventPoster, EventSettings
 from szal.runners.kubernetes.metrics import MetricsServer, OperatorCollector
@@ -103,7 +129,27 @@ class OperatorSettings:
     webhook_host: str = "127.0.0.1"
     """Address the API server reaches the webhooks at (and the cert's SAN)."""
     webhook_cert_dir: Path | None = None
-    """Where the self-signed webhook certificate is kept (made when missing or stale)."""
+    """Development: where the self-signed certificate is kept (made when missing or
+    stale). With ``webhook_service``: cert-manager's mounted tls.crt/tls.key, served
+    as they are (reloaded when they change)."""
+    webhook_service: str | None = None
+    """In-cluster mode: the webhook Service's name (certificate SANs); listen on
+    0.0.0.0 and manage no webhook configuration. None: development mode."""
+    webhook_namespace: str | None = None
+    """Namespace of the Service and the Secret; default $POD_NAMESPACE, else the
+    credentials' namespace."""
+    webhook_secret: str | None = None
+    """In-cluster, self-managed: the Secret holding the CA and serving certificate."""
+    webhook_configuration: str | None = None
+    """In-cluster, self-managed: the ValidatingWebhookConfiguration whose caBundle
+    is patched at start and after rotation."""
+    webhook_extra_sans: tuple[str, ...] = ()
+    """In-cluster, self-managed: more names/addresses for the serving certificate."""
+    webhook_cert_check_interval: float = 3600.0
+    """Seconds between checks of the webhook Secret (rotation)."""
+    leader_election: ElectionSettings | None = None
+    """Elect a leader on a Lease (only it reconciles); None: always reconcile.
+    An empty namespace means $POD_NAMESPACE, else the first served one."""
     metrics_port: int | None = None
     """Serve /metrics, /healthz and /readyz on this port; none: off."""
     metrics_host: str = "0.0.0.0"
@@ -162,7 +208,16 @@ class Operator:
         self.runtime: Runtime | None = None
         self._pod_index: Any = None
         self._metrics: MetricsServer | None = None
+        self.certificates: CertificateManager | None = None
+        self.elector: LeaderElector | None = None
+        self._election_task: asyncio.Task[None] | None = None
+        self._resume_task: asyncio.Task[None] | None = None
         self._register()
+
+    @property
+    def leading(self) -> bool:
+        """Whether this replica reconciles (always, without leader election)."""
+        return self.elector is None or self.elector.is_leader
 
     # --- running ------------------------------------------------------------
 
@@ -179,6 +234,9 @@ class Operator:
         ready_flag: Any = None,
     ) -> None:
         """Run until ``stop_flag`` is set (or SIGINT/SIGTERM in the main thread)."""
+        if self.certificates is not None:
+            # Before kopf serves: its webhook server reads the files once it starts.
+            await self.certificates.ensure()
         await kopf.operator(
             registry=self.registry,
             settings=self.kopf_settings,
@@ -237,26 +295,74 @@ class Operator:
             if event.get("type") != "DELETED":
                 await self._on_workflow(event.get("object") or {})
 
-        if self.settings.webhook_port is not None:
+        if self.settings.webhook_port is not None or self.settings.webhook_service is not None:
             self._configure_webhooks()
 
     def _configure_webhooks(self) -> None:
         from szal.runners.kubernetes import admission, tls
 
-        assert self.settings.webhook_port is not None
         admission.register_admission(
             self.registry, fetch_workflow=admission.fetcher_from_client(self.client)
         )
-        cert_dir = self.settings.webhook_cert_dir or Path(
-            tempfile.gettempdir(), "szal-webhook-certs"
-        )
-        cert = tls.ensure_self_signed(cert_dir, hosts=(self.settings.webhook_host,))
+        settings = self.settings
+        if settings.webhook_service is not None:
+            self._configure_in_cluster_webhooks(settings.webhook_service)
+            return
+        assert settings.webhook_port is not None
+        cert_dir = settings.webhook_cert_dir or Path(tempfile.gettempdir(), "szal-webhook-certs")
+        cert = tls.ensure_self_signed(cert_dir, hosts=(settings.webhook_host,))
         admission.configure_admission(
             self.kopf_settings,
             certfile=str(cert.certfile),
             pkeyfile=str(cert.pkeyfile),
-            port=self.settings.webhook_port,
-            addr=self.settings.webhook_host,
+            port=settings.webhook_port,
+            addr=settings.webhook_host,
+        )
+
+    def _configure_in_cluster_webhooks(self, service: str) -> None:
+        from szal.runners.kubernetes import admission, tls
+
+        settings = self.settings
+        port = settings.webhook_port or admission.DEFAULT_PORT
+        namespace = (
+            settings.webhook_namespace
+            or os.environ.get("POD_NAMESPACE")
+            or self.credentials.default_namespace
+            or "default"
+        )
+        if settings.webhook_cert_dir is not None:
+            # cert-manager: serve the mounted files; kopf re-reads them when they change.
+            files = tls.WebhookCertificate(
+                settings.webhook_cert_dir / tls.TLS_CRT, settings.webhook_cert_dir / tls.TLS_KEY
+            )
+        elif settings.webhook_secret is not None:
+            self.certificates = CertificateManager(
+                self.client,
+                CertificateSettings(
+                    service=service,
+                    namespace=namespace,
+                    secret=settings.webhook_secret,
+                    configuration=settings.webhook_configuration,
+                    directory=Path(tempfile.mkdtemp(prefix="szal-webhook-")),
+                    check_interval=settings.webhook_cert_check_interval,
+                    extra_hosts=settings.webhook_extra_sans,
+                ),
+            )
+            files = self.certificates.files
+        else:
+            raise ValueError(
+                "--webhook-service needs --webhook-secret (self-managed certificates)"
+                " or --webhook-cert-dir (cert-manager)"
+            )
+        admission.configure_admission(
+            self.kopf_settings,
+            certfile=str(files.certfile),
+            pkeyfile=str(files.pkeyfile),
+            port=port,
+            addr="0.0.0.0",
+            host=f"{service}.{namespace}.svc",
+            managed=None,
+            file_check_interval=10.0,
         )
 
     # --- life cycle ---------------------------------------------------------
@@ -276,15 +382,24 @@ class Operator:
             collector = OperatorCollector(
                 client=client,
                 events=events,
+                leader=lambda: self.leading,
                 passes=lambda: self.runtime.passes if self.runtime else 0,
                 active_runs=lambda: sum(
                     1 for m in self.mailboxes.values() if m.task and not m.task.done()
                 ),
             )
             self._metrics = MetricsServer(
-                collector, self.ready, self.settings.metrics_host, self.settings.metrics_port
+                collector,
+                self.ready,
+                self.settings.metrics_host,
+                self.settings.metrics_port,
+                leader=lambda: self.leading,
             )
             await self._metrics.start()
+        if self.certificates is not None:
+            self.certificates.start()
+        if self.settings.leader_election is not None:
+            self._start_election(self.settings.leader_election)
         self.ready.set()
         logger.info(
             "szal operator started (%s; namespaces: %s)",
@@ -293,19 +408,95 @@ class Operator:
         )
 
     async def _cleanup(self) -> None:
-        tasks = [m.task for m in self.mailboxes.values() if m.task is not None]
-        for task in tasks:
-            task.cancel()
+        if self._election_task is not None:
+            self._election_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._election_task
+        tasks = self._cancel_runs()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self.mailboxes.clear()
+        if self.elector is not None:
+            # After the run tasks are gone: a standby may start at once.
+            await self.elector.release()
+        if self.certificates is not None:
+            await self.certificates.stop()
         if self.runtime is not None:
             await self.runtime.events.drain(timeout=2.0)
             await self.runtime.events.stop()
             await self.runtime.client.close()
         if self._metrics is not None:
             await self._metrics.stop()
+
+    def _cancel_runs(self) -> list[asyncio.Task[Any]]:
+        """Cancel every reconciler task (and a resume in progress); forget the mailboxes."""
+        tasks: list[asyncio.Task[Any]] = [
+            m.task for m in self.mailboxes.values() if m.task is not None
+        ]
+        if self._resume_task is not None:
+            tasks.append(self._resume_task)
+            self._resume_task = None
+        for task in tasks:
+            task.cancel()
+        self.mailboxes.clear()
+        return tasks
+
+    # --- leader election ------------------------------------------------------
+
+    def _start_election(self, election: ElectionSettings) -> None:
+        if not election.namespace:
+            election = replace(
+                election,
+                namespace=os.environ.get("POD_NAMESPACE") or (self.namespaces() or ["default"])[0],
+            )
+        self.elector = LeaderElector(
+            KubernetesLeaseStore(self.client, election.namespace, election.name),
+            election,
+            clock=time.time,
+            on_started=self._gained_leadership,
+            on_stopped=self._lost_leadership,
+        )
+        self._election_task = asyncio.create_task(self.elector.run(), name="szal-election")
+        logger.info(
+            "leader election on Lease %s/%s as %s",
+            election.namespace,
+            election.name,
+            self.elector.identity,
+        )
+
+    def _gained_leadership(self) -> None:
+        self._resume_task = asyncio.create_task(self._resume_all(), name="szal-resume")
+
+    def _lost_leadership(self) -> None:
+        cancelled = self._cancel_runs()
+        logger.warning("standby now: %d reconciler task(s) stopped", len(cancelled))
+
+    async def _resume_all(self) -> None:
+        """As after a restart: every run this operator serves gets its reconciler."""
+        scopes: list[str | None] = [None] if self.settings.clusterwide else [*self.namespaces()]
+        delay = 0.5
+        while True:
+            runs: list[dict[str, Any]] = []
+            workflows: list[dict[str, Any]] = []
+            try:
+                for ns in scopes:
+                    runs += await self.client.list(_collection(ns, "workflowruns"))
+                    workflows += await self.client.list(_collection(ns, "workflows"))
+                break
+            except ApiError as error:
+                logger.warning(
+                    "listing runs to resume failed (%s); retrying in %.1fs", error, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        for body in runs:
+            # List items carry no kind/apiVersion; watch events do.
+            body.setdefault("apiVersion", API_VERSION)
+            body.setdefault("kind", "WorkflowRun")
+            self._on_run("ADDED", body)
+        for body in workflows:
+            await self._on_workflow(body)
+        logger.info("leading: resumed %d run(s)", len(runs))
 
     def _pods_of(self, namespace: str, run: str) -> Iterable[PodView]:
         if self._pod_index is None:
@@ -316,6 +507,8 @@ class Operator:
     # --- runs ---------------------------------------------------------------
 
     def _on_run(self, event_type: str, body: dict[str, Any]) -> None:
+        if not self.leading:
+            return  # a standby: the leader reconciles; we re-list when we lead
         meta = body.get("metadata") or {}
         # Keyed like the pods' szal.dev/run label (shortened for long names).
         key = (str(meta.get("namespace")), label_value(str(meta.get("name"))))
@@ -373,7 +566,11 @@ class Operator:
 
         meta = body.get("metadata") or {}
         status = body.get("status") or {}
-        if self.runtime is None or status.get("observedGeneration") == meta.get("generation"):
+        if (
+            self.runtime is None
+            or not self.leading
+            or status.get("observedGeneration") == meta.get("generation")
+        ):
             return
         try:
             steps = [Step.model_validate(s) for s in (body.get("spec") or {}).get("steps") or []]
@@ -393,6 +590,12 @@ class Operator:
             await self.runtime.client.merge_patch(path, patch, resource="workflows/status")
         except ApiError as error:
             logger.warning("cannot update status of Workflow %s: %s", meta.get("name"), error)
+
+
+def _collection(namespace: str | None, plural: str) -> str:
+    if namespace is None:
+        return f"/apis/{API_VERSION}/{plural}"
+    return group_path(API_VERSION, namespace, plural)
 
 
 def _slim(body: dict[str, Any]) -> dict[str, Any]:
