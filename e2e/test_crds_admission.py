@@ -13,9 +13,8 @@ The webhooks are served by a kopf operator started here, in a thread, with
 only the admission registry (:func:`register_admission`), on 127.0.0.1 with
 a self-signed certificate (:mod:`szal.runners.kubernetes.tls`), managing
 its own uniquely named webhook configurations. It runs as a ServiceAccount
-bound to the ClusterRoles of ``manifests/development`` (the base RBAC plus
-kopf's managed-webhook role), so the webhook part of that RBAC is exercised
-too.
+bound to the ClusterRoles of ``manifests/base/rbac``, so the webhook part of
+that RBAC is exercised too.
 
 Not covered: the reconciler (the operator's own e2e tests).
 """
@@ -49,7 +48,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parent.parent
 CRDS = REPO / "crds"
-RBAC = REPO / "manifests" / "development"
+RBAC = REPO / "manifests" / "base" / "rbac"
 API = "szal.dev/v1alpha1"
 
 
@@ -328,18 +327,12 @@ class AdmissionOperator:
 def _service_account_credentials(
     kubectl: Kubectl, kubeconfig: Path, namespace: str, suffix: str
 ) -> tuple[Credentials, list[tuple[str, str]]]:
-    """A ServiceAccount bound to manifests/development's ClusterRoles (renamed), and its token.
-
-    Only the ServiceAccount and the cluster-scoped roles and bindings are
-    taken: the namespaced Role (Lease, webhook Secret) is for in-cluster mode.
-    """
+    """A ServiceAccount bound to manifests/base/rbac's ClusterRoles (renamed), and its token."""
     built = kubectl("kustomize", str(RBAC)).stdout
     created: list[tuple[str, str]] = []
     docs = []
     for doc in yaml.safe_load_all(built):
         kind = doc["kind"]
-        if kind not in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding"):
-            continue
         if kind == "ServiceAccount":
             doc["metadata"]["namespace"] = namespace
         else:

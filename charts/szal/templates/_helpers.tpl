@@ -55,6 +55,10 @@ app.kubernetes.io/component: operator
 {{- printf "%s-webhook" (include "szal.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "szal.webhookConfiguration" -}}
+{{- printf "%s-webhook" (include "szal.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "szal.webhookSecret" -}}
 {{- printf "%s-webhook-tls" (include "szal.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
