@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from e2e.conftest import REPO, Kubectl
+from e2e.conftest import REPO, Kubectl, _bin_dir
 
 CHART = REPO / "charts" / "szal"
 OVERLAYS = REPO / "manifests" / "overlays"
@@ -33,6 +33,8 @@ Grant = tuple[str, str, str, str, str]
 def helm_binary(kubectl: Kubectl) -> Path:
     explicit = os.environ.get("SZAL_HELM")
     path = Path(explicit) if explicit else kubectl.binary.parent / "helm"
+    if not explicit and not path.is_file():
+        path = _bin_dir() / "helm"  # kubectl came from PATH: use the pinned cache's helm
     if not path.is_file():
         pytest.fail(
             f"no helm binary at {path}: run e2e/cluster/build.sh (it builds helm into the"
