@@ -31,6 +31,7 @@ lint: $(STAMP)
 crds: $(STAMP)
 	$(BIN)/szal crds --output-dir crds
 	$(BIN)/szal crds --output-dir manifests/base/crd --kustomization
+	$(BIN)/szal crds --output-dir charts/szal/templates/crds --helm
 
 cluster-build:
 	bash e2e/cluster/build.sh
