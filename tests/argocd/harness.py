@@ -78,9 +78,7 @@ def assess(
     for kind in KINDS:
         picked = [i for i, o in enumerate(items) if o.get("kind") == kind]
         if picked:
-            results = run_script(
-                script(kind), [items[i] for i in picked], open_libs=open_libs
-            )
+            results = run_script(script(kind), [items[i] for i in picked], open_libs=open_libs)
             for i, result in zip(picked, results, strict=True):
                 out[i] = result
     missing = [items[i].get("kind") for i, r in enumerate(out) if r is None]

@@ -16,7 +16,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from tests.argocd.harness import ARGOCD, run_script
 
 ARGO_CD_VERSION = "v3.6.1"
@@ -52,7 +51,9 @@ def test_sandbox_of_argocd_cm_checks(tmp_path: Path) -> None:
 def test_string_methods_fail_without_open_libs(tmp_path: Path) -> None:
     result = probe(tmp_path, 'return {status = "Healthy", message = ("a"):upper()}\n')
     assert result["status"] == "Unknown" and result["error"] is True
-    opened = probe(tmp_path, 'return {status = "Healthy", message = ("a"):upper()}\n', open_libs=True)
+    opened = probe(
+        tmp_path, 'return {status = "Healthy", message = ("a"):upper()}\n', open_libs=True
+    )
     assert opened == {"status": "Healthy", "message": "A"}
 
 
@@ -75,8 +76,18 @@ def test_the_object_as_lua_sees_it(tmp_path: Path) -> None:
     [
         ("return {}\n", {"status": "", "message": ""}),
         ("return nil\n", {"assessed": False}),
-        ('return {status = "Fine"}\n', {"status": "Unknown", "message": "Lua returned an invalid health status"}),
-        ("return 1\n", {"status": "Unknown", "message": "expect table output from Lua script, not number", "error": True}),
+        (
+            'return {status = "Fine"}\n',
+            {"status": "Unknown", "message": "Lua returned an invalid health status"},
+        ),
+        (
+            "return 1\n",
+            {
+                "status": "Unknown",
+                "message": "expect table output from Lua script, not number",
+                "error": True,
+            },
+        ),
         ("error('boom')\n", {"status": "Unknown", "message": "<string>:1: boom", "error": True}),
         ("local = \n", None),
     ],
@@ -101,7 +112,9 @@ def test_terminating_objects(tmp_path: Path) -> None:
         "status": "Progressing",
         "message": "Pending deletion; blocked by finalizers: a/b",
     }
-    hook = {"metadata": {**deleting["metadata"], "finalizers": ["argocd.argoproj.io/hook-finalizer"]}}
+    hook = {
+        "metadata": {**deleting["metadata"], "finalizers": ["argocd.argoproj.io/hook-finalizer"]}
+    }
     assert probe(tmp_path, lua, hook) == {"status": "Healthy", "message": "fine"}
     custom = 'return {status = "Healthy", message = "fine", deletionMessage = "going"}\n'
     assert probe(tmp_path, custom, deleting) == {"status": "Healthy", "message": "going"}

@@ -19,13 +19,11 @@ Not covered: the argocd-cm snippets (test_snippets.py), the harness itself
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.argocd.harness import assess
 
 CAPTURED = Path(__file__).parent / "captured"
@@ -118,7 +116,11 @@ def cond(status: str, reason: str, message: str = "") -> list[dict[str, Any]]:
         ),
         # A newer operator's phase: the Succeeded condition decides.
         (
-            {"phase": "Archiving", "observedGeneration": 1, "conditions": cond("True", "Archiving")},
+            {
+                "phase": "Archiving",
+                "observedGeneration": 1,
+                "conditions": cond("True", "Archiving"),
+            },
             ("Healthy", "Archiving"),
         ),
         (
@@ -127,7 +129,10 @@ def cond(status: str, reason: str, message: str = "") -> list[dict[str, Any]]:
         ),
         ({"phase": "Archiving"}, ("Unknown", "Unknown phase Archiving")),
         # No phase, only the condition (kstatus-style readers write only that).
-        ({"conditions": cond("False", "Failed", "it broke")}, ("Degraded", "Succeeded=False (Failed); it broke")),
+        (
+            {"conditions": cond("False", "Failed", "it broke")},
+            ("Degraded", "Succeeded=False (Failed); it broke"),
+        ),
     ],
 )
 def test_workflow_run_cases(status: dict[str, Any] | None, expected: tuple[str, str]) -> None:
@@ -148,7 +153,12 @@ def test_an_unfinished_run_waits_for_the_operator_to_observe_the_spec(phase: str
 
 @pytest.mark.parametrize(
     ("phase", "health"),
-    [("Succeeded", "Healthy"), ("Failed", "Degraded"), ("RolledBack", "Degraded"), ("Cancelled", "Degraded")],
+    [
+        ("Succeeded", "Healthy"),
+        ("Failed", "Degraded"),
+        ("RolledBack", "Degraded"),
+        ("Cancelled", "Degraded"),
+    ],
 )
 def test_a_finished_run_ignores_later_spec_edits(phase: str, health: str) -> None:
     """The operator never re-observes a finished run; its result is final."""
@@ -182,7 +192,10 @@ def test_a_terminating_run_is_progressing_with_argo_cds_message() -> None:
         (
             {"stepCount": 3, "observedGeneration": 1},
             2,
-            ("Progressing", "Waiting for the operator to observe generation 2 (status is of generation 1)"),
+            (
+                "Progressing",
+                "Waiting for the operator to observe generation 2 (status is of generation 1)",
+            ),
         ),
     ],
 )

@@ -17,7 +17,6 @@ import sys
 from pathlib import Path
 
 import yaml
-
 from tests.argocd.harness import ARGOCD, KINDS, script
 
 
