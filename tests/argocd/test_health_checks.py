@@ -78,6 +78,10 @@ def cond(status: str, reason: str, message: str = "") -> list[dict[str, Any]]:
         (None, ("Progressing", "Waiting for the operator")),
         ({}, ("Progressing", "Waiting for the operator")),
         (
+            {"conditions": [{"type": "HistoryArchived", "status": "True"}]},
+            ("Progressing", "Waiting for the operator"),
+        ),
+        (
             {"phase": "Pending", "progress": "0/2", "observedGeneration": 1},
             ("Progressing", "Pending: 0/2 steps finished"),
         ),

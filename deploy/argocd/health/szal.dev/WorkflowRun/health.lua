@@ -36,13 +36,8 @@ local HEALTH = {
 local TERMINAL = { Succeeded = true, Failed = true, RolledBack = true, Cancelled = true }
 local BY_CONDITION = { True = "Healthy", False = "Degraded", Unknown = "Progressing" }
 
-local status = obj.status
-if status == nil or (status.phase == nil and status.conditions == nil) then
-  hs.status = "Progressing"
-  hs.message = "Waiting for the operator"
-  return hs
-end
-
+local status = obj.status or {}
+local phase = status.phase
 local condition = nil
 if status.conditions ~= nil then
   for _, c in ipairs(status.conditions) do
@@ -52,8 +47,12 @@ if status.conditions ~= nil then
     end
   end
 end
+if phase == nil and condition == nil then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator"
+  return hs
+end
 
-local phase = status.phase
 local health = HEALTH[phase]
 if health == nil and condition ~= nil then
   health = BY_CONDITION[condition.status]
