@@ -69,7 +69,128 @@ def cond(status: str, reason: str, message: str = "") -> list[dict[str, Any]]:
     return [{"type": "Succeeded", "status": status, "reason": reason, "message": message}]
 
 
+# --- captured from real runs ---------------------------------------------------
+
+CAPTURED_HEALTH: dict[str, tuple[str, str]] = {
+    "workflow-unobserved": ("Progressing", "Waiting for the operator"),
+    "workflow-observed": ("Healthy", "2 steps"),
+    "example-workflow": ("Healthy", "2 steps"),
+    "run-no-status": ("Progressing", "Waiting for the operator"),
+    "run-running": ("Progressing", "Running: 0/2 steps finished"),
+    "run-paused": ("Suspended", "Paused: 0/2 steps finished; run suspended"),
+    "run-cancelled": ("Degraded", "Cancelled in 2.1s: 0/2 steps succeeded; run cancelled"),
+    "run-failed": (
+        "Degraded",
+        "Failed in 627ms: 1/2 steps succeeded; step 'boom' failed; boom (exit code 3): disk full",
+    ),
+    "run-deadline-exceeded": (
+        "Degraded",
+        "Failed (DeadlineExceeded) in 2s: 0/1 steps succeeded; run exceeded its timeout of 2s",
+    ),
+    "run-workflow-not-found": (
+        "Degraded",
+        "Failed (WorkflowNotFound) in 0ms;"
+        " Workflow 'no-such-workflow' not found in namespace t-d08f443c",
+    ),
+    "run-rolling-back": (
+        "Progressing",
+        "RollingBack: 2/2 steps finished; step 'boom' failed; rolling back 1 step(s);"
+        " boom (exit code 2): failed with exit code 2",
+    ),
+    "run-rolled-back": (
+        "Degraded",
+        "RolledBack in 3.5s: 1/2 steps succeeded; step 'boom' failed; rolled back 1 step(s);"
+        " boom (exit code 2): failed with exit code 2",
+    ),
+    "run-succeeded": ("Healthy", "Succeeded in 1.1s: 2/2 steps succeeded"),
+    "hook-succeeded": ("Healthy", "Succeeded in 991ms: 2/2 steps succeeded"),
+    "example-presync": ("Healthy", "Succeeded in 164ms: 2/2 steps succeeded"),
+    "example-postsync": ("Healthy", "Succeeded in 103ms: 2/2 steps succeeded"),
+}
+
+
+def test_every_captured_object_has_an_expectation() -> None:
+    assert sorted(p.stem for p in CAPTURED.glob("*.json")) == sorted(CAPTURED_HEALTH)
+
+
+@pytest.mark.parametrize("label", sorted(CAPTURED_HEALTH))
+def test_captured(label: str) -> None:
+    result = both(load(label))
+    assert (result["status"], result["message"]) == CAPTURED_HEALTH[label], result
+
+
+def test_captured_all_at_once() -> None:
+    """One harness process judges many objects of both kinds, each on its own."""
+    labels = sorted(CAPTURED_HEALTH)
+    results = assess([load(label) for label in labels])
+    assert [(r["status"], r["message"]) for r in results] == [CAPTURED_HEALTH[x] for x in labels]
+
+
+@pytest.mark.parametrize("label", ["run-running", "run-paused", "run-rolling-back"])
+def test_captured_unfinished_run_after_a_spec_edit(label: str) -> None:
+    """Derived: the captured object with metadata.generation bumped, as right
+    after ``kubectl patch`` and before the operator's next status write."""
+    obj = load(label)
+    observed = obj["status"]["observedGeneration"]
+    obj["metadata"]["generation"] = observed + 1
+    assert both(obj) == {
+        "status": "Progressing",
+        "message": f"Waiting for the operator to observe generation {observed + 1}"
+        f" (status is of generation {observed})",
+    }
+
+
+@pytest.mark.parametrize("label", ["run-succeeded", "run-cancelled", "run-rolled-back"])
+def test_captured_finished_run_after_a_spec_edit(label: str) -> None:
+    obj = load(label)
+    expected = both(obj)
+    obj["metadata"]["generation"] = obj["status"]["observedGeneration"] + 5
+    assert both(obj) == expected
+
+
+def test_captured_hook_being_released_and_deleted() -> None:
+    """Derived: Argo CD deletes a hook; its finalizer keeps Argo CD's rule off."""
+    obj = load("hook-succeeded")
+    obj["metadata"]["deletionTimestamp"] = "2026-12-02T10:30:00Z"
+    assert both(obj)["status"] == "Healthy"  # still carries argocd.argoproj.io/hook-finalizer
+    obj["metadata"]["finalizers"] = []
+    assert both(obj) == {"status": "Progressing", "message": "Pending deletion"}
+
+
 # --- hand-written WorkflowRun cases ---------------------------------------------
+
+
+def test_failed_steps_are_named_in_order_up_to_three() -> None:
+    steps = {
+        name: {"phase": "Failed", "attempts": 1, "exitCode": code, "message": f"m{code}"}
+        for name, code in (("d", 4), ("b", 2), ("a", 1), ("c", 3))
+    }
+    steps["slow"] = {"phase": "TimedOut", "attempts": 1, "message": "timed out after 1s"}
+    steps["ok"] = {"phase": "Succeeded", "attempts": 1}
+    steps["maybe"] = {"phase": "Skipped", "attempts": 0}
+    result = both(
+        run_obj(
+            {
+                "phase": "Failed",
+                "duration": "3s",
+                "progress": "7/7",
+                "message": "5 steps failed",
+                "observedGeneration": 1,
+                "steps": steps,
+            }
+        )
+    )
+    assert result == {
+        "status": "Degraded",
+        "message": "Failed in 3s: 1/7 steps succeeded, 1 skipped; 5 steps failed;"
+        " a (exit code 1): m1; b (exit code 2): m2; c (exit code 3): m3; and 2 more failed",
+    }
+    del steps["a"], steps["b"], steps["c"]
+    result = both(run_obj({"phase": "Failed", "observedGeneration": 1, "steps": steps}))
+    assert result["message"] == (
+        "Failed: 1/4 steps succeeded, 1 skipped;"
+        " d (exit code 4): m4; slow timed out: timed out after 1s"
+    )
 
 
 @pytest.mark.parametrize(
@@ -109,7 +230,7 @@ def cond(status: str, reason: str, message: str = "") -> list[dict[str, Any]]:
             },
             (
                 "Degraded",
-                "Failed (WorkflowNotFound): 0/0 steps finished in 0s;"
+                "Failed (WorkflowNotFound) in 0s: 0/0 steps finished;"
                 " Workflow 'w' not found in namespace ns",
             ),
         ),
@@ -208,3 +329,16 @@ def test_workflow_cases(
 ) -> None:
     result = both(wf_obj(status, generation))
     assert (result["status"], result["message"]) == expected, result
+
+
+def test_a_5000_step_run_is_judged_within_argo_cds_deadline() -> None:
+    """The check walks status.steps; Argo CD stops a script after 1 s (so does the harness)."""
+    steps = {
+        f"s{i:04d}": {"phase": "Failed" if i % 1000 == 0 else "Succeeded", "attempts": 1}
+        for i in range(5000)
+    }
+    result = both(run_obj({"phase": "Failed", "observedGeneration": 1, "steps": steps}))
+    assert result == {
+        "status": "Degraded",
+        "message": "Failed: 4995/5000 steps succeeded; s0000; s1000; s2000; and 2 more failed",
+    }

@@ -17,10 +17,13 @@
 -- or cancel not yet seen by the operator) is Progressing until the operator
 -- catches up, so Argo CD never reports a stale phase as current.
 --
--- The message: "<Phase>[ (<reason>)][: <progress> steps finished][ in
--- <duration>][; <status.message>]", the reason being the Succeeded
--- condition's when it differs from the phase (DeadlineExceeded,
--- WorkflowNotFound, InvalidWorkflow, ...).
+-- The message:
+--   unfinished  <Phase>[ (<reason>)]: <progress> steps finished[; <text>][; <failed steps>]
+--   finished    <Phase>[ (<reason>)] in <duration>: <n>/<all> steps succeeded[, <k> skipped][; <text>][; <failed steps>]
+-- <reason> is the Succeeded condition's when it differs from the phase
+-- (DeadlineExceeded, WorkflowNotFound, InvalidWorkflow, ...), <text> is
+-- status.message (else the condition's), <failed steps> names up to three
+-- Failed or TimedOut steps by name with their exit code and message.
 local hs = {}
 
 local HEALTH = {
@@ -35,6 +38,11 @@ local HEALTH = {
 }
 local TERMINAL = { Succeeded = true, Failed = true, RolledBack = true, Cancelled = true }
 local BY_CONDITION = { True = "Healthy", False = "Degraded", Unknown = "Progressing" }
+local SHOWN_FAILURES = 3
+
+local function present(s)
+  return s ~= nil and s ~= ""
+end
 
 local status = obj.status or {}
 local phase = status.phase
@@ -64,7 +72,7 @@ if health == nil then
 end
 
 local finished = TERMINAL[phase] == true
-if phase == nil and condition ~= nil then
+if HEALTH[phase] == nil then
   finished = condition.status == "True" or condition.status == "False"
 end
 
@@ -72,33 +80,75 @@ local generation = obj.metadata.generation
 local observed = status.observedGeneration
 if not finished and generation ~= nil and (observed == nil or observed < generation) then
   hs.status = "Progressing"
-  if observed == nil then
-    hs.message = "Waiting for the operator to observe generation " .. generation
-  else
-    hs.message = "Waiting for the operator to observe generation " .. generation
-      .. " (status is of generation " .. observed .. ")"
+  hs.message = "Waiting for the operator to observe generation " .. generation
+  if observed ~= nil then
+    hs.message = hs.message .. " (status is of generation " .. observed .. ")"
   end
   return hs
 end
 
-local text = status.message
-if (text == nil or text == "") and condition ~= nil then
-  text = condition.message
+-- The steps: counts, and the failed ones in name order (pairs has none).
+local total, succeeded, skipped = 0, 0, 0
+local failed = {}
+if status.steps ~= nil then
+  for name, step in pairs(status.steps) do
+    total = total + 1
+    if step.phase == "Succeeded" then
+      succeeded = succeeded + 1
+    elseif step.phase == "Skipped" then
+      skipped = skipped + 1
+    elseif step.phase == "Failed" or step.phase == "TimedOut" then
+      table.insert(failed, name)
+    end
+  end
+  table.sort(failed)
 end
 
 local parts = { phase or ("Succeeded=" .. tostring(condition.status)) }
-if condition ~= nil and condition.reason ~= nil and condition.reason ~= ""
-    and condition.reason ~= phase then
+if condition ~= nil and present(condition.reason) and condition.reason ~= phase then
   table.insert(parts, " (" .. condition.reason .. ")")
 end
-if status.progress ~= nil and status.progress ~= "" then
+if finished then
+  if present(status.duration) then
+    table.insert(parts, " in " .. status.duration)
+  end
+  if total > 0 then
+    table.insert(parts, ": " .. succeeded .. "/" .. total .. " steps succeeded")
+    if skipped > 0 then
+      table.insert(parts, ", " .. skipped .. " skipped")
+    end
+  elseif status.steps == nil and present(status.progress) then
+    table.insert(parts, ": " .. status.progress .. " steps finished")
+  end
+elseif present(status.progress) then
   table.insert(parts, ": " .. status.progress .. " steps finished")
 end
-if finished and status.duration ~= nil and status.duration ~= "" then
-  table.insert(parts, " in " .. status.duration)
+
+local text = status.message
+if not present(text) and condition ~= nil then
+  text = condition.message
 end
-if text ~= nil and text ~= "" then
+if present(text) then
   table.insert(parts, "; " .. text)
+end
+
+for i, name in ipairs(failed) do
+  if i > SHOWN_FAILURES then
+    table.insert(parts, "; and " .. (#failed - SHOWN_FAILURES) .. " more failed")
+    break
+  end
+  local step = status.steps[name]
+  local detail = "; " .. name
+  if step.phase == "TimedOut" then
+    detail = detail .. " timed out"
+  end
+  if step.exitCode ~= nil then
+    detail = detail .. " (exit code " .. step.exitCode .. ")"
+  end
+  if present(step.message) then
+    detail = detail .. ": " .. step.message
+  end
+  table.insert(parts, detail)
 end
 
 hs.status = health
