@@ -85,7 +85,7 @@ WORKFLOWS: dict[str, dict[str, Any]] = {
                 "name": "first",
                 "command": ["true"],
                 "rollback": {"command": ["undo"]},
-                "pod": sim("100ms", **{"szal.dev/sim-duration-rollback": "3s"}),
+                "pod": sim("100ms", **{"szal.dev/sim-duration-rollback": "8s"}),
             },
             {"name": "boom", "command": ["false"], "pod": sim("100ms", exit_code=2)},
         ],
@@ -202,6 +202,9 @@ def drive(s: Scenario, kubeconfig: Path) -> None:
         presync = s.create(yaml.safe_load((ARGOCD / "example" / "presync-run.yaml").read_text()))
         postsync = s.create(yaml.safe_load((ARGOCD / "example" / "postsync-run.yaml").read_text()))
 
+        # The compensation runs 8 s: RollingBack is captured first, with room.
+        wait_phase(kubectl, ns, "rb", ["RollingBack", "RolledBack"], timeout=30)
+        s.capture("run-rolling-back", "WorkflowRun", "rb")
         s.wait_step("long", "one", "Running")
         s.capture("run-running", "WorkflowRun", "long")
         s.patch_spec("long", {"suspend": True})
@@ -211,8 +214,6 @@ def drive(s: Scenario, kubeconfig: Path) -> None:
         wait_phase(kubectl, ns, "long", ["Cancelled"], timeout=20)
         s.capture("run-cancelled", "WorkflowRun", "long")
 
-        wait_phase(kubectl, ns, "rb", ["RollingBack", "RolledBack"], timeout=30)
-        s.capture("run-rolling-back", "WorkflowRun", "rb")
         wait_phase(kubectl, ns, "rb", ["RolledBack"], timeout=30)
         s.capture("run-rolled-back", "WorkflowRun", "rb")
 

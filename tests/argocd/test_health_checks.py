@@ -78,10 +78,10 @@ CAPTURED_HEALTH: dict[str, tuple[str, str]] = {
     "run-no-status": ("Progressing", "Waiting for the operator"),
     "run-running": ("Progressing", "Running: 0/2 steps finished"),
     "run-paused": ("Suspended", "Paused: 0/2 steps finished; run suspended"),
-    "run-cancelled": ("Degraded", "Cancelled in 2.1s: 0/2 steps succeeded; run cancelled"),
+    "run-cancelled": ("Degraded", "Cancelled in 4.3s: 0/2 steps succeeded; run cancelled"),
     "run-failed": (
         "Degraded",
-        "Failed in 627ms: 1/2 steps succeeded; step 'boom' failed; boom (exit code 3): disk full",
+        "Failed in 430ms: 1/2 steps succeeded; step 'boom' failed; boom (exit code 3): disk full",
     ),
     "run-deadline-exceeded": (
         "Degraded",
@@ -90,7 +90,7 @@ CAPTURED_HEALTH: dict[str, tuple[str, str]] = {
     "run-workflow-not-found": (
         "Degraded",
         "Failed (WorkflowNotFound) in 0ms;"
-        " Workflow 'no-such-workflow' not found in namespace t-d08f443c",
+        " Workflow 'no-such-workflow' not found in namespace t-8b2134ca",
     ),
     "run-rolling-back": (
         "Progressing",
@@ -99,13 +99,13 @@ CAPTURED_HEALTH: dict[str, tuple[str, str]] = {
     ),
     "run-rolled-back": (
         "Degraded",
-        "RolledBack in 3.5s: 1/2 steps succeeded; step 'boom' failed; rolled back 1 step(s);"
+        "RolledBack in 8.6s: 1/2 steps succeeded; step 'boom' failed; rolled back 1 step(s);"
         " boom (exit code 2): failed with exit code 2",
     ),
-    "run-succeeded": ("Healthy", "Succeeded in 1.1s: 2/2 steps succeeded"),
-    "hook-succeeded": ("Healthy", "Succeeded in 991ms: 2/2 steps succeeded"),
-    "example-presync": ("Healthy", "Succeeded in 164ms: 2/2 steps succeeded"),
-    "example-postsync": ("Healthy", "Succeeded in 103ms: 2/2 steps succeeded"),
+    "run-succeeded": ("Healthy", "Succeeded in 921ms: 2/2 steps succeeded"),
+    "hook-succeeded": ("Healthy", "Succeeded in 840ms: 2/2 steps succeeded"),
+    "example-presync": ("Healthy", "Succeeded in 913ms: 2/2 steps succeeded"),
+    "example-postsync": ("Healthy", "Succeeded in 945ms: 2/2 steps succeeded"),
 }
 
 
