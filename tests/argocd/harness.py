@@ -25,9 +25,8 @@ from typing import Any, Literal
 REPO = Path(__file__).resolve().parents[2]
 ARGOCD = REPO / "deploy" / "argocd"
 BUILD = ARGOCD / "harness" / "build.sh"
-KINDS = ("Workflow", "WorkflowRun")
-
 Kind = Literal["Workflow", "WorkflowRun"]
+KINDS: tuple[Kind, ...] = ("Workflow", "WorkflowRun")
 
 
 def script(kind: Kind) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.argocd.harness import ARGOCD, run_script
@@ -24,7 +25,9 @@ GOPHER_LUA = "v1.1.2"
 GOPHER_JSON = "v0.0.0-20190114024228-97fed8db8427"
 
 
-def probe(tmp_path: Path, lua: str, obj: dict | None = None, **kw: bool) -> dict:
+def probe(
+    tmp_path: Path, lua: str, obj: dict[str, Any] | None = None, **kw: bool
+) -> dict[str, Any]:
     path = tmp_path / "probe.lua"
     path.write_text(lua)
     return run_script(path, [obj or {"metadata": {"name": "x"}}], **kw)[0]
@@ -92,7 +95,7 @@ def test_the_object_as_lua_sees_it(tmp_path: Path) -> None:
         ("local = \n", None),
     ],
 )
-def test_how_the_result_is_read(tmp_path: Path, lua: str, expected: dict | None) -> None:
+def test_how_the_result_is_read(tmp_path: Path, lua: str, expected: dict[str, Any] | None) -> None:
     result = probe(tmp_path, lua)
     if expected is None:  # a syntax error
         assert result["status"] == "Unknown" and result["error"] is True, result
