@@ -4,7 +4,7 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: demo test install lint cluster-build cluster-up cluster-down postgres-up postgres-down crds bench clean
+.PHONY: demo test install lint cluster-build cluster-up cluster-down postgres-up postgres-down crds argocd bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ crds: $(STAMP)
 	$(BIN)/szal crds --output-dir crds
 	$(BIN)/szal crds --output-dir manifests/base/crd --kustomization
 	$(BIN)/szal crds --output-dir charts/szal/templates/crds --helm
+
+## argocd: re-render deploy/argocd/argocd-cm.yaml and argo-cd-values.yaml from the Lua health checks
+argocd:
+	$(PYTHON) deploy/argocd/render.py
 
 cluster-build:
 	bash e2e/cluster/build.sh

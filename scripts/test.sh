@@ -32,6 +32,13 @@ $BIN/ruff format --check operator tests e2e bench
 $BIN/mypy
 $BIN/lint-imports
 
+# Argo CD health checks run in a small gopher-lua harness (deploy/argocd/);
+# the tests build it too when missing, this only makes the cost visible.
+log "building (or reusing) the Argo CD health-check harness"
+t0=$(date +%s)
+bash deploy/argocd/harness/build.sh >/dev/null
+log "Argo CD harness ready in $(( $(date +%s) - t0 ))s"
+
 log "starting Postgres"
 started_pg=1
 SZAL_TEST_PG_DSN="$(bash tests/postgres/pg.sh start)"
