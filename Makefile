@@ -4,7 +4,7 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: demo test install lint cluster-build cluster-up cluster-down postgres-up postgres-down crds bench clean
+.PHONY: demo test install lint image cluster-build cluster-up cluster-down postgres-up postgres-down crds bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(STAMP)
 crds: $(STAMP)
 	$(BIN)/szal crds --output-dir crds
 	$(BIN)/szal crds --output-dir manifests/base/crd --kustomization
+
+## image: the operator image as an OCI archive, dist/szal-image.tar (image/build.sh; no engine needed)
+image: $(STAMP)
+	bash image/build.sh
 
 cluster-build:
 	bash e2e/cluster/build.sh

@@ -30,9 +30,22 @@ die() { echo "[image] error: $*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "must run as root (mmdebstrap and umoci keep file ownership)"
 [[ -x .venv/bin/pip ]] || die ".venv/bin/pip missing: run 'make install' first"
 
+# --with-test-tools: also install what tests/image runs the image with (runc, containerd).
+with_test_tools=0
+for arg in "$@"; do
+  case $arg in
+    --with-test-tools) with_test_tools=1 ;;
+    *) die "unknown argument $arg (usage: image/build.sh [--with-test-tools])" ;;
+  esac
+done
+
 need=()
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v umoci >/dev/null || need+=(umoci)
+if [[ $with_test_tools == 1 ]]; then
+  command -v runc >/dev/null || need+=(runc)
+  command -v containerd >/dev/null && command -v ctr >/dev/null || need+=(containerd)
+fi
 if (( ${#need[@]} )); then
   log "installing Debian packages: ${need[*]}"
   if ! { apt-get install -y -qq "${need[@]}" >&2 || { apt-get update -qq >&2 && apt-get install -y -qq "${need[@]}" >&2; }; }; then
@@ -93,7 +106,8 @@ nice -n 10 mmdebstrap --quiet --variant=essential --mode=root \
   --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
   --include=python3,ca-certificates "${dpkgopts[@]}" \
   --customize-hook='rm -rf "$1"/usr/lib/x86_64-linux-gnu/gconv "$1"/usr/lib/python3.11/pydoc_data "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/* "$1"/var/cache/debconf/*-old "$1"/var/log/* "$1"/var/lib/dpkg/*-old' \
-  bookworm "$rootfs" "$sources" >&2
+  bookworm "$rootfs" "$sources" >"$work/mmdebstrap.log" 2>&1 \
+  || { tail -n 40 "$work/mmdebstrap.log" >&2; die "mmdebstrap failed (its log's end is above)"; }
 pyver=$(chroot "$rootfs" /usr/bin/python3 -c 'import sys;print("%d.%d"%sys.version_info[:2])')
 [[ $pyver == 3.11 ]] || die "image python is $pyver, expected 3.11 (host wheels are cp311)"
 
