@@ -4,7 +4,7 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: demo test install lint cluster-build cluster-up cluster-down postgres-up postgres-down crds argocd bench clean
+.PHONY: demo test install lint image cluster-build cluster-up cluster-down postgres-up postgres-down crds argocd bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ crds: $(STAMP)
 ## argocd: re-render deploy/argocd/argocd-cm.yaml and argo-cd-values.yaml from the Lua health checks
 argocd:
 	$(PYTHON) deploy/argocd/render.py
+
+## image: the operator image as an OCI archive, dist/szal-image.tar (image/build.sh; no engine needed)
+image: $(STAMP)
+	bash image/build.sh
 
 cluster-build:
 	bash e2e/cluster/build.sh

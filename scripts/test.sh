@@ -6,7 +6,8 @@
 #    a cache outside the repo (reused when warm) and started on loopback with
 #    kwok nodes (e2e/cluster/). Set SZAL_E2E_KUBECONFIG to use another cluster
 #    (kind, for example) instead; then nothing is built or started.
-# 3. Lint (ruff, mypy strict, import-linter), then pytest over tests/ and e2e/.
+# 3. The operator image, dist/szal-image.tar (image/build.sh, skipped when up to date).
+# 4. Lint (ruff, mypy strict, import-linter), then pytest over tests/ and e2e/.
 # Whatever this script started is stopped on exit, pass or fail. Nothing is
 # skipped for a missing dependency: a part that cannot start fails the run.
 set -euo pipefail
@@ -43,6 +44,13 @@ log "starting Postgres"
 started_pg=1
 SZAL_TEST_PG_DSN="$(bash tests/postgres/pg.sh start)"
 export SZAL_TEST_PG_DSN
+
+# The operator image (dist/szal-image.tar), before the e2e tests: the real node imports
+# it, tests/image runs it. Skipped in about 0.2 s when its inputs did not change.
+log "building (or reusing) the operator image"
+t0=$(date +%s)
+bash image/build.sh --with-test-tools >/dev/null
+log "operator image ready in $(( $(date +%s) - t0 ))s"
 
 if [[ -z "${SZAL_E2E_KUBECONFIG:-}" ]]; then
   log "building (or reusing) the pinned control plane"
