@@ -201,6 +201,9 @@ wait_until etcd "etcd /health" etcd_ok
 # node-up.sh's DNAT rule instead of kube-proxy.
 # --kubelet-preferred-address-types: the real node's name does not resolve, so
 # logs/exec go to its InternalIP.
+# --enable-aggregator-routing: the API server calls webhook Services at their
+# endpoints (a pod IP on the real node's bridge) rather than at the ClusterIP,
+# which needs kube-proxy; so the chart's in-cluster webhook works here.
 sa_issuer="https://kubernetes.default.svc.cluster.local"
 start kube-apiserver "$bin/kube-apiserver" \
   --advertise-address=127.0.0.1 --bind-address=127.0.0.1 --secure-port="$SZAL_APISERVER_PORT" \
@@ -224,6 +227,7 @@ start kube-apiserver "$bin/kube-apiserver" \
   --kubelet-client-certificate="$pki/apiserver-kubelet-client.crt" \
   --kubelet-client-key="$pki/apiserver-kubelet-client.key" \
   --kubelet-preferred-address-types=InternalIP,Hostname \
+  --enable-aggregator-routing=true \
   --profiling=false
 wait_until kube-apiserver "kube-apiserver /readyz" apiserver_ready
 
