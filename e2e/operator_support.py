@@ -13,6 +13,7 @@ run's status on a deadline (never a bare sleep).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -25,6 +26,8 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from e2e.conftest import REPO, Kubectl, poll_until
 
@@ -173,6 +176,44 @@ class OperatorProcess:
         else:
             # Passed: the log has served its purpose; don't litter the temp dir.
             self.log_path.unlink(missing_ok=True)
+
+
+def token_kubeconfig(
+    kubectl: Kubectl, account: str, namespace: str, target: Path, *, context_namespace: bool = False
+) -> Path:
+    """A kubeconfig at ``target`` whose user is a real token of ServiceAccount
+    ``namespace/account`` (``kubectl create token``), for the admin's cluster.
+
+    With ``context_namespace`` the context's namespace is ``namespace``.
+    """
+    token = kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+    config = yaml.safe_load(kubectl.kubeconfig.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    ca = (
+        cluster.get("certificate-authority-data")
+        or base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
+    )
+    context: dict[str, str] = {"cluster": "c", "user": account}
+    if context_namespace:
+        context["namespace"] = namespace
+    target.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {"server": cluster["server"], "certificate-authority-data": ca},
+                    }
+                ],
+                "users": [{"name": account, "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": context}],
+                "current-context": "sa",
+            }
+        )
+    )
+    return target
 
 
 # --- manifests ----------------------------------------------------------------

@@ -15,12 +15,10 @@ Roles (the chart grants the same rules as manifests/base/rbac, which
 
 from __future__ import annotations
 
-import base64
 import secrets
 from pathlib import Path
 
 import pytest
-import yaml
 
 from e2e.conftest import Kubectl
 from e2e.install_support import CHART, helm
@@ -30,42 +28,13 @@ from e2e.operator_support import (
     run,
     sim,
     step_phases,
+    token_kubeconfig,
     wait_for,
     wait_phase,
     workflow,
 )
-from szal.runners.kubernetes.client import credentials_from_kubeconfig
 
 pytestmark = pytest.mark.e2e
-
-
-def _token_kubeconfig(kubectl: Kubectl, account: str, namespace: str, target: Path) -> Path:
-    token = kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
-    admin = credentials_from_kubeconfig(kubectl.kubeconfig)
-    ca = base64.b64encode((admin.ca_data or "").encode()).decode()
-    target.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {"server": admin.server, "certificate-authority-data": ca},
-                    }
-                ],
-                "users": [{"name": account, "user": {"token": token}}],
-                "contexts": [
-                    {
-                        "name": "sa",
-                        "context": {"cluster": "c", "user": account, "namespace": namespace},
-                    }
-                ],
-                "current-context": "sa",
-            }
-        )
-    )
-    return target
 
 
 def test_operator_completes_a_run_with_the_charts_service_account(
@@ -80,7 +49,9 @@ def test_operator_completes_a_run_with_the_charts_service_account(
         "--set", f"watchNamespaces={{{namespace}}}", "--set", "replicas=0",
     )  # fmt: skip
     try:
-        sa_config = _token_kubeconfig(kubectl, full, namespace, tmp_path / "sa.kubeconfig")
+        sa_config = token_kubeconfig(
+            kubectl, full, namespace, tmp_path / "sa.kubeconfig", context_namespace=True
+        )
         spec = {
             "template": {"image": "busybox:1.36", "pod": sim("200ms")},
             "steps": [

@@ -16,12 +16,10 @@ Not covered: the admission webhooks' permissions (the admission tests and
 
 from __future__ import annotations
 
-import base64
 import secrets
 from pathlib import Path
 
 import pytest
-import yaml
 
 from e2e.conftest import REPO, Kubectl, poll_until
 from e2e.operator_support import (
@@ -30,6 +28,7 @@ from e2e.operator_support import (
     run,
     sim,
     step_phases,
+    token_kubeconfig,
     wait_for,
     wait_phase,
     workflow,
@@ -41,33 +40,7 @@ pytestmark = pytest.mark.e2e
 def _service_account_kubeconfig(kubectl: Kubectl, admin: Path, target: Path) -> Path:
     kubectl("create", "namespace", "szal-system", check=False)
     kubectl("apply", "-k", str(REPO / "manifests" / "base" / "rbac"), "-n", "szal-system")
-    token = kubectl(
-        "create", "token", "szal-operator", "-n", "szal-system", "--duration=1h"
-    ).stdout.strip()
-    config = yaml.safe_load(admin.read_text())
-    cluster = config["clusters"][0]["cluster"]
-    ca = (
-        cluster.get("certificate-authority-data")
-        or base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
-    )
-    target.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {"server": cluster["server"], "certificate-authority-data": ca},
-                    }
-                ],
-                "users": [{"name": "szal-operator", "user": {"token": token}}],
-                "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "szal-operator"}}],
-                "current-context": "sa",
-            }
-        )
-    )
-    return target
+    return token_kubeconfig(kubectl, "szal-operator", "szal-system", target)
 
 
 def test_operator_runs_with_the_manifests_rbac_only(

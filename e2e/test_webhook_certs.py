@@ -42,7 +42,7 @@ import pytest
 import yaml
 
 from e2e.conftest import REPO, Kubectl, poll_until
-from e2e.operator_support import OperatorProcess, ensure_crds, free_port
+from e2e.operator_support import OperatorProcess, ensure_crds, free_port, token_kubeconfig
 from szal.runners.kubernetes import tls
 
 pytestmark = pytest.mark.e2e
@@ -89,33 +89,7 @@ def _service_account_kubeconfig(
                 rule["resourceNames"] = [configuration]
         docs.append(doc)
     kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
-    token = kubectl(
-        "create", "token", "szal-operator", "-n", namespace, "--duration=1h"
-    ).stdout.strip()
-    config = yaml.safe_load(admin.read_text())
-    cluster = config["clusters"][0]["cluster"]
-    ca = (
-        cluster.get("certificate-authority-data")
-        or base64.b64encode(Path(cluster["certificate-authority"]).read_bytes()).decode()
-    )
-    target.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {"server": cluster["server"], "certificate-authority-data": ca},
-                    }
-                ],
-                "users": [{"name": "sa", "user": {"token": token}}],
-                "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
-                "current-context": "sa",
-            }
-        )
-    )
-    return target, created
+    return token_kubeconfig(kubectl, "szal-operator", namespace, target), created
 
 
 def _configuration(name: str, namespace: str, port: int) -> dict[str, Any]:
