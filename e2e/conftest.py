@@ -23,6 +23,7 @@ deadline. Nothing is mocked.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -324,6 +325,14 @@ def namespace(kubeconfig: Path, kubectl: Kubectl) -> Iterator[str]:
     Waits for the namespace's default ServiceAccount: until it exists the
     ServiceAccount admission plugin rejects every pod created there.
     """
+    with fresh_namespace(kubectl) as name:
+        yield name
+
+
+@contextlib.contextmanager
+def fresh_namespace(kubectl: Kubectl) -> Iterator[str]:
+    """Create ``t-<random>``, wait for its default ServiceAccount, yield its
+    name, delete it (without waiting) on the way out (see ``namespace``)."""
     name = f"t-{secrets.token_hex(4)}"
     kubectl("create", "namespace", name)
     try:

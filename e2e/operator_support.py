@@ -178,6 +178,19 @@ class OperatorProcess:
             self.log_path.unlink(missing_ok=True)
 
 
+def run_locally(path: Path, db: Path) -> tuple[int, dict[str, Any], str]:
+    """``szal run PATH --json --db DB``: exit code, the printed status, stderr."""
+    proc = subprocess.run(
+        [str(SZAL), "run", str(path), "--json", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    status: dict[str, Any] = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    return proc.returncode, status, proc.stderr
+
+
 def token_kubeconfig(
     kubectl: Kubectl, account: str, namespace: str, target: Path, *, context_namespace: bool = False
 ) -> Path:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import pytest
 import yaml
 from tests.argocd.harness import ARGOCD, KINDS, assess, script
 
-from e2e.conftest import Kubectl, poll_until
+from e2e.conftest import Kubectl, fresh_namespace
 from e2e.operator_support import (
     OperatorProcess,
     ensure_crds,
@@ -151,16 +150,7 @@ class Scenario:
 @pytest.fixture(scope="module")
 def scenario(kubeconfig: Path, kubectl: Kubectl) -> Iterator[Scenario]:
     ensure_crds(kubectl)
-    ns = f"t-{secrets.token_hex(4)}"
-    kubectl("create", "namespace", ns)
-    try:
-        poll_until(
-            lambda: (
-                kubectl("get", "serviceaccount", "default", "-n", ns, check=False).returncode == 0
-            ),
-            timeout=30,
-            what=f"the default ServiceAccount in namespace {ns}",
-        )
+    with fresh_namespace(kubectl) as ns:
         s = Scenario(kubectl, ns)
         drive(s, kubeconfig)
         target = os.environ.get("SZAL_ARGOCD_CAPTURE")
@@ -171,8 +161,6 @@ def scenario(kubeconfig: Path, kubectl: Kubectl) -> Iterator[Scenario]:
                     json.dumps(obj, indent=2, sort_keys=True) + "\n"
                 )
         yield s
-    finally:
-        kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
 def drive(s: Scenario, kubeconfig: Path) -> None:

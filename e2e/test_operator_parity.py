@@ -11,9 +11,6 @@ Not compared: timestamps, messages that name pods or processes.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from e2e.operator_support import (
     OperatorProcess,
     ensure_crds,
     run,
+    run_locally,
     sim,
     step_phases,
     wait_phase,
@@ -33,7 +31,6 @@ from e2e.operator_support import (
 
 pytestmark = pytest.mark.e2e
 
-SZAL = Path(sys.executable).parent / "szal"
 
 SPEC: dict[str, Any] = {
     "mode": "Dag",
@@ -81,15 +78,8 @@ def test_local_and_cluster_runs_agree(
     manifest = workflow("parity", SPEC)
     path = tmp_path / "parity.yaml"
     path.write_text(yaml.safe_dump(manifest))
-    local = subprocess.run(
-        [str(SZAL), "run", str(path), "--json", "--db", str(tmp_path / "history.db")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert local.returncode == 1, local.stderr  # the run Failed, as designed
-    local_status = json.loads(local.stdout)
+    code, local_status, stderr = run_locally(path, tmp_path / "history.db")
+    assert code == 1, stderr  # the run Failed, as designed
 
     ensure_crds(kubectl)
     with OperatorProcess(kubeconfig, [namespace]):

@@ -37,7 +37,7 @@ from e2e.operator_support import (
 pytestmark = pytest.mark.e2e
 
 
-def _service_account_kubeconfig(kubectl: Kubectl, admin: Path, target: Path) -> Path:
+def _service_account_kubeconfig(kubectl: Kubectl, target: Path) -> Path:
     kubectl("create", "namespace", "szal-system", check=False)
     kubectl("apply", "-k", str(REPO / "manifests" / "base" / "rbac"), "-n", "szal-system")
     return token_kubeconfig(kubectl, "szal-operator", "szal-system", target)
@@ -47,7 +47,7 @@ def test_operator_runs_with_the_manifests_rbac_only(
     kubeconfig: Path, kubectl: Kubectl, namespace: str, tmp_path: Path
 ) -> None:
     ensure_crds(kubectl)
-    sa_config = _service_account_kubeconfig(kubectl, kubeconfig, tmp_path / "sa.kubeconfig")
+    sa_config = _service_account_kubeconfig(kubectl, tmp_path / "sa.kubeconfig")
     spec = {
         "template": {"image": "busybox:1.36", "pod": sim("200ms")},
         "steps": [

@@ -14,9 +14,6 @@ Not covered here: the operator itself as a Pod (the install tests), GPUs
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,13 +27,12 @@ from e2e.operator_support import (
     ensure_crds,
     pods_of,
     run,
+    run_locally,
     wait_phase,
     workflow,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.real_node]
-
-SZAL = Path(sys.executable).parent / "szal"
 
 
 def _dag(node: RealNode) -> dict[str, Any]:
@@ -249,15 +245,8 @@ def test_same_file_same_status_locally_and_on_the_real_node(
     manifest = workflow("parity-real", _dag(real_node))
     path = tmp_path / "parity.yaml"
     path.write_text(yaml.safe_dump(manifest))
-    local = subprocess.run(
-        [str(SZAL), "run", str(path), "--json", "--db", str(tmp_path / "h.db")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert local.returncode == 1, local.stderr
-    local_status = json.loads(local.stdout)
+    code, local_status, stderr = run_locally(path, tmp_path / "h.db")
+    assert code == 1, stderr  # the run Failed, as designed
     ensure_crds(kubectl)
     with OperatorProcess(kubeconfig, [namespace]):
         kubectl.apply(manifest, namespace)

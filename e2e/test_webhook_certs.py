@@ -65,7 +65,7 @@ CYCLIC = {
 
 
 def _service_account_kubeconfig(
-    kubectl: Kubectl, admin: Path, namespace: str, suffix: str, configuration: str, target: Path
+    kubectl: Kubectl, namespace: str, suffix: str, configuration: str, target: Path
 ) -> tuple[Path, list[tuple[str, str]]]:
     """manifests/base/rbac for a ServiceAccount in ``namespace``; its kubeconfig."""
     created: list[tuple[str, str]] = []
@@ -169,7 +169,7 @@ def setup(
     suffix = secrets.token_hex(4)
     name = f"szal-e2e-certs-{suffix}"
     sa_config, created = _service_account_kubeconfig(
-        kubectl, kubeconfig, namespace, suffix, name, tmp_path / "sa.kubeconfig"
+        kubectl, namespace, suffix, name, tmp_path / "sa.kubeconfig"
     )
     try:
         yield name, sa_config

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from tests.kubernetes.local_server import serving
 
 from szal.runners.kubernetes.client import ApiClient, Credentials, RetrySettings
 from szal.runners.kubernetes.electing import (
@@ -124,17 +125,8 @@ class Replica:
 @pytest.fixture
 async def api() -> AsyncIterator[tuple[LeaseApi, str]]:
     lease_api = LeaseApi()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", lease_api.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield lease_api, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(lease_api.handle) as url:
+        yield lease_api, url
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 from aiohttp import web
+from tests.kubernetes.local_server import serving
 
 from szal.runners.kubernetes.client import (
     AlreadyExists,
@@ -64,17 +65,8 @@ class Script:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Script, str]]:
     script = Script()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", script.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        yield script, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serving(script.handle) as url:
+        yield script, url
 
 
 FAST = RetrySettings(attempts=3, initial_delay=0.01, max_delay=0.02, request_timeout=5)
