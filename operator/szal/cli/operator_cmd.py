@@ -200,7 +200,7 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
     from szal.runners.kubernetes.electing import ElectionSettings
     from szal.runners.kubernetes.events import EventSettings
     from szal.runners.kubernetes.operator import OperatorSettings
-    from szal.runners.kubernetes.reconciler import ReconcilerSettings
+    from szal.runners.kubernetes.runtime import ReconcilerSettings
 
     if args.webhook_service and not (args.webhook_secret or args.webhook_cert_dir):
         raise ValueError(
@@ -250,7 +250,7 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
 
 async def _serve(args: argparse.Namespace, settings: OperatorSettings) -> None:
     from szal.runners.kubernetes.operator import Operator
-    from szal.runners.kubernetes.reconciler import HistorySink
+    from szal.runners.kubernetes.runtime import HistorySink
 
     history: HistorySink | None = None
     mirror = None

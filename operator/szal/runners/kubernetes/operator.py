@@ -12,7 +12,7 @@ finalizer. The handlers:
   per pod. kopf fills indexes completely before any handler runs, so a
   restarted operator sees every existing pod before it plans anything.
 * ``on.event`` for those Pods: posts the pod's new view to its run's
-  :class:`~szal.runners.kubernetes.reconciler.Mailbox` (and wakes it).
+  :class:`~szal.runners.kubernetes.runtime.Mailbox` (and wakes it).
 * ``on.event`` for WorkflowRuns: starts the run's reconciler task on first
   sight, posts newer bodies, and ends the task when the run is deleted.
 * ``on.event`` for Workflows: keeps ``status.stepCount`` (the STEPS
@@ -83,6 +83,7 @@ from szal.runners.kubernetes.client import (
     ApiClient,
     ApiError,
     Credentials,
+    cluster_path,
     group_path,
     load_credentials,
 )
@@ -95,13 +96,8 @@ from szal.runners.kubernetes.events import EventPoster, EventSettings
 from szal.runners.kubernetes.metrics import MetricsServer, OperatorCollector
 from szal.runners.kubernetes.observing import LABEL_RUN, PodView, pod_view
 from szal.runners.kubernetes.pods import label_value
-from szal.runners.kubernetes.reconciler import (
-    HistorySink,
-    Mailbox,
-    ReconcilerSettings,
-    RunReconciler,
-    Runtime,
-)
+from szal.runners.kubernetes.reconciler import RunReconciler
+from szal.runners.kubernetes.runtime import HistorySink, Mailbox, ReconcilerSettings, Runtime
 from szal.spec import API_VERSION, GROUP, VERSION
 
 logger = logging.getLogger(__name__)
@@ -582,9 +578,12 @@ class Operator:
                 "observedGeneration": meta.get("generation"),
             }
         }
-        path = (
-            group_path(API_VERSION, str(meta.get("namespace")), "workflows", str(meta.get("name")))
-            + "/status"
+        path = group_path(
+            API_VERSION,
+            str(meta.get("namespace")),
+            "workflows",
+            str(meta.get("name")),
+            subresource="status",
         )
         try:
             await self.runtime.client.merge_patch(path, patch, resource="workflows/status")
@@ -594,7 +593,7 @@ class Operator:
 
 def _collection(namespace: str | None, plural: str) -> str:
     if namespace is None:
-        return f"/apis/{API_VERSION}/{plural}"
+        return cluster_path(API_VERSION, plural)
     return group_path(API_VERSION, namespace, plural)
 
 
