@@ -1,7 +1,8 @@
 """A small WorkflowRun API for the reconciler's seams, served over real HTTP.
 
 :class:`RunApi` keeps objects by API path, answers GET, POST (create),
-DELETE and merge PATCH of ``.../status`` the way the API server does for
+DELETE, merge PATCH of ``.../status`` and JSON PATCH of
+``metadata.finalizers`` (``test``/``add``/``remove``) the way the API server does for
 what the reconciler needs (404 for a missing object, a resourceVersion
 bump per write), records every request, and answers scripted errors for
 chosen (method, path) pairs. Served with :func:`tests.kubernetes.local_server.serving`.
@@ -66,6 +67,35 @@ class RunApi:
                 else:
                     status[key] = value
             return web.json_response(self._bump(obj))
+        if method == "PATCH":
+            return self._json_patch(obj, body)
         if method == "DELETE":
             del self.objects[target]
         return web.json_response(obj)
+
+    def _json_patch(self, obj: dict[str, Any], ops: list[dict[str, Any]]) -> web.Response:
+        meta = obj.setdefault("metadata", {})
+        finalizers = list(meta.get("finalizers") or [])
+        for op in ops:
+            path, index = op["path"], -1
+            if path == "/metadata/resourceVersion":
+                current = meta.get("resourceVersion")
+            elif path == "/metadata/finalizers":
+                current = finalizers
+            elif path.startswith("/metadata/finalizers/"):
+                last = path.rsplit("/", 1)[1]
+                index = len(finalizers) if last == "-" else int(last)
+                current = finalizers[index] if index < len(finalizers) else None
+            else:
+                raise AssertionError(f"unexpected JSON patch path {path}")
+            if op["op"] == "test" and current != op["value"]:
+                return web.json_response(api_status(422, "Invalid", "test failed"), status=422)
+            if op["op"] == "add":
+                if index < 0:
+                    finalizers = list(op["value"])
+                else:
+                    finalizers.insert(index, op["value"])
+            if op["op"] == "remove":
+                del finalizers[index]
+        meta["finalizers"] = finalizers
+        return web.json_response(self._bump(obj))
