@@ -1,8 +1,8 @@
 """One WorkflowRun's reconciler: observe pods, ask the planner, apply, record.
 
 Each run has exactly one :class:`RunReconciler`, a long-lived asyncio task
-woken through its :class:`Mailbox` by the run's and its pods' watch events
-(see :mod:`szal.runners.kubernetes.operating`). Bursts of events collapse
+woken through its :class:`~szal.runners.kubernetes.runtime.Mailbox` by the
+run's and its pods' watch events (see :mod:`szal.runners.kubernetes.operator`). Bursts of events collapse
 into one pass; passes of one run never overlap. A pass:
 
 1. takes the pod changes queued since the last pass (at start: every pod of
