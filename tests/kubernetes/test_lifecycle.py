@@ -8,16 +8,16 @@ the warning deadline), ``HistoryArchived=False`` and a warning shown once
 that passed, and released (the condition back to True) once archived; a
 run whose mirror was turned off is released at once.
 
-The history sink is a small in-memory implementation of the
-:class:`~szal.runners.kubernetes.runtime.HistorySink` protocol whose
-``archived`` answer the test sets. Not covered: the real mirror and
+The history sink is a small in-memory
+:class:`~szal.runners.kubernetes.runtime.HistorySink` whose ``archived``
+answer the test sets (a finished run records no transitions). Not covered: the real mirror and
 Postgres (``e2e/test_operator_history.py``), the decisions alone
 (``test_finalizing.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,14 +25,12 @@ import pytest
 from tests.kubernetes.local_server import serving
 from tests.kubernetes.run_api import RunApi
 
-from szal.engine.actions import Transition
 from szal.engine.phases import RunPhase
 from szal.engine.state import RunState
-from szal.engine.workflow import ResolvedWorkflow
 from szal.runners.kubernetes.client import ApiClient, Credentials, RetrySettings
 from szal.runners.kubernetes.events import EventPoster, RunRef
 from szal.runners.kubernetes.finalizing import FINALIZER, RunLifecycle
-from szal.runners.kubernetes.runtime import Mailbox, ReconcilerSettings, Runtime
+from szal.runners.kubernetes.runtime import HistorySink, Mailbox, ReconcilerSettings, Runtime
 
 FINISHED = 1_800_000_000.0
 TIMEOUT = 300.0
@@ -41,31 +39,13 @@ RUN_PATH = "/apis/szal.dev/v1alpha1/namespaces/ns/workflowruns/r"
 
 
 @dataclass
-class Sink:
+class Sink(HistorySink):
     """Remembers what was recovered; ``is_archived`` is the test's to set."""
 
     is_archived: bool = False
     recovered: list[RunRef] = field(default_factory=list)
 
-    def record(
-        self,
-        run: RunRef,
-        body: Mapping[str, Any],
-        workflow: ResolvedWorkflow | None,
-        definition: Mapping[str, Any],
-        state: RunState,
-        transitions: tuple[Transition, ...],
-    ) -> None:
-        raise AssertionError("a finished run records no transitions")
-
-    def recover(
-        self,
-        run: RunRef,
-        body: Mapping[str, Any],
-        workflow: ResolvedWorkflow | None,
-        definition: Mapping[str, Any],
-        state: RunState,
-    ) -> None:
+    def recover(self, run: RunRef, *rest: Any) -> None:
         self.recovered.append(run)
 
     def archived(self, run: RunRef) -> bool:
