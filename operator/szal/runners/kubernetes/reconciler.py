@@ -2,8 +2,9 @@
 
 Each run has exactly one :class:`RunReconciler`, a long-lived asyncio task
 woken through its :class:`~szal.runners.kubernetes.runtime.Mailbox` by the
-run's and its pods' watch events (see :mod:`szal.runners.kubernetes.operator`). Bursts of events collapse
-into one pass; passes of one run never overlap. A pass:
+run's and its pods' watch events (see :mod:`szal.runners.kubernetes.operator`).
+Bursts of events collapse into one pass; passes of one run never overlap.
+A pass:
 
 1. takes the pod changes queued since the last pass (at start: every pod of
    the run, from the operator's pod index, which kopf fills completely
