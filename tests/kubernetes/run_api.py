@@ -67,6 +67,9 @@ class RunApi:
                 else:
                     status[key] = value
             return web.json_response(self._bump(obj))
+        if method == "PATCH" and request.content_type == "application/merge-patch+json":
+            _merge(obj, body)
+            return web.json_response(self._bump(obj))
         if method == "PATCH":
             return self._json_patch(obj, body)
         if method == "DELETE":
@@ -99,3 +102,14 @@ class RunApi:
                 del finalizers[index]
         meta["finalizers"] = finalizers
         return web.json_response(self._bump(obj))
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    """RFC 7386 merge patch, in place."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value

@@ -4,8 +4,9 @@ Covers: the paths a Pod and a Job are created and deleted at; what each
 create error becomes for the attempt (AlreadyExists: done; a quota: a
 Pending observation and a retry on the next apply; a transient error: a
 silent retry; RBAC or validation: a Failed observation naming the object;
-NotFound: raised, the run is gone); deleting a gone pod is done, and a
-stopped attempt is known as stopped by us; per-step launchers (a
+NotFound: raised, the run is gone); a started pod is stopped in place
+(deadline lowered, kept), an unstarted pod and a Job are deleted, a gone one
+is done, and a stopped attempt is known as stopped by us; per-step launchers (a
 compensation always runs as a Pod); every API path in
 ``szal.runners.kubernetes`` is built by the client's path helpers.
 
@@ -132,16 +133,36 @@ async def test_a_missing_namespace_is_raised(api: Fixture) -> None:
         await applier.apply(Plan(actions=(launch(wf, "a"),)), wf, state)
 
 
-async def test_stops_delete_where_created_and_a_gone_object_is_done(api: Fixture) -> None:
+async def test_a_started_pod_is_stopped_in_place_and_kept(api: Fixture) -> None:
+    """Stopping keeps the evidence: the deadline is lowered, nothing is deleted."""
     fake, applier, wf, state = api
+    pod = f"{PODS}/{attempt_name('r', 'a', 1)}"
+    fake.objects[pod] = {"metadata": {"name": "p"}, "status": {"startTime": "2027-01-15T08:00:00Z"}}
+    await applier.apply(Plan(actions=(Stop(AttemptRef("a", 1), "timeout"),)), wf, state)
+    assert fake.requests("DELETE") == []
+    assert fake.requests("PATCH") == [(pod, {"spec": {"activeDeadlineSeconds": 1}})]
+    assert fake.objects[pod]["spec"]["activeDeadlineSeconds"] == 1
+    assert applier.stopped_by_us(AttemptRef("a", 1))
+
+
+async def test_an_unstarted_pod_and_a_job_are_deleted_and_a_gone_one_is_done(api: Fixture) -> None:
+    fake, applier, wf, state = api
+    unstarted = f"{PODS}/{attempt_name('r', 'a', 1)}"
+    fake.objects[unstarted] = {"metadata": {"name": "p"}, "status": {"phase": "Pending"}}
+    gone = f"{PODS}/{attempt_name('r', 'a', 2)}"  # PATCH answers NotFound: nothing to stop
     job = f"{JOBS}/{attempt_name('r', 'j', 1)}"
     fake.fail("DELETE", job, 404, "NotFound")
-    stops = (Stop(AttemptRef("a", 1), "cancelled"), Stop(AttemptRef("j", 1), "cancelled"))
+    stops = (
+        Stop(AttemptRef("a", 1), "cancelled"),
+        Stop(AttemptRef("a", 2), "cancelled"),
+        Stop(AttemptRef("j", 1), "cancelled"),
+    )
     await applier.apply(Plan(actions=stops), wf, state)
     deleted = sorted(path for path, _ in fake.requests("DELETE"))
-    assert deleted == [f"{PODS}/{attempt_name('r', 'a', 1)}", job]
-    assert applier.stopped_by_us(AttemptRef("a", 1)) and applier.stopped_by_us(AttemptRef("j", 1))
-    assert not applier.stopped_by_us(AttemptRef("a", 2))
+    assert deleted == [unstarted, job]
+    assert sorted(path for path, _ in fake.requests("PATCH")) == sorted([unstarted, gone])
+    assert all(applier.stopped_by_us(stop.ref) for stop in stops)
+    assert not applier.stopped_by_us(AttemptRef("a", 3))
 
 
 def test_classification_reads_the_error_type_and_status() -> None:

@@ -20,8 +20,22 @@ error:
 * **NotFound** on create (the namespace is gone) propagates: the reconciler
   takes the run for gone. NotFound on delete means done.
 
+**Stopping keeps the evidence** (issue 12): a timed-out or cancelled
+attempt's Pod is not deleted. Its ``spec.activeDeadlineSeconds`` is lowered
+to 1 (Kubernetes lets a pod's deadline be set or lowered after creation), so
+the kubelet kills its containers (SIGTERM, then SIGKILL after the grace
+period) and marks it Failed with reason ``DeadlineExceeded``, while the Pod,
+its logs and its final state stay until the run is deleted (the Pods are
+owned by it) and ``status.steps.*.podName`` names a pod that exists. A Pod
+that never started on a node (no ``status.startTime``: unscheduled) holds no
+evidence and would never reach a kubelet, so it is deleted. Jobs are
+deleted as before: the Job controller deletes its pods on a deadline anyway.
+``activeDeadlineSeconds`` is refused in a step's ``pod:`` options, so the
+operator's own value is the only one (the test cluster's kwok stages treat
+it as already passed).
+
 Stopped attempts are remembered (:meth:`PlanApplier.stopped_by_us`), so the
-pod's DELETED event that follows is not taken for a vanished pod.
+pod's DELETED or Failed event that follows is not taken for news.
 """
 
 from __future__ import annotations
@@ -43,6 +57,7 @@ from szal.runners.kubernetes.client import (
     ApiClient,
     ApiError,
     Forbidden,
+    Invalid,
     NotFound,
     core_path,
     group_path,
@@ -53,6 +68,8 @@ from szal.runners.kubernetes.runtime import ReconcilerSettings
 logger = logging.getLogger(__name__)
 
 JOBS_API = "batch/v1"
+STOP_DEADLINE_SECONDS = 1
+"""``activeDeadlineSeconds`` a stopped Pod gets: past for any pod that has started."""
 
 
 class CreateRefusal(Enum):
@@ -247,9 +264,28 @@ class PlanApplier:
         name = manifests.attempt_name(
             self.ref.name, stop.ref.step, stop.ref.attempt, rollback=stop.ref.rollback
         )
+        if plural == "pods" and await self._stop_in_place(
+            attempt_path(self.ref.namespace, plural, name)
+        ):
+            return
         with contextlib.suppress(NotFound):
             await self.client.delete(
                 attempt_path(self.ref.namespace, plural, name),
                 resource=plural,
                 propagation="Background",
             )
+
+    async def _stop_in_place(self, path: str) -> bool:
+        """Lower the Pod's deadline so the kubelet stops it; False when it must be deleted."""
+        try:
+            pod = await self.client.merge_patch(
+                path, {"spec": {"activeDeadlineSeconds": STOP_DEADLINE_SECONDS}}, resource="pods"
+            )
+        except NotFound:
+            return True  # gone already: nothing to stop
+        except Invalid as exc:
+            # A deadline already lower, or a pod the API server will not
+            # update any more (terminal): it is stopped or about to be.
+            logger.debug("stopping %s in place: %s", path, exc)
+            return True
+        return bool((pod.get("status") or {}).get("startTime"))
