@@ -439,11 +439,12 @@ def test_kubectl_columns_and_wait(
     assert row[4].endswith("s"), out
     wide = kubectl("get", "workflowruns", "-n", namespace, "-o", "wide").stdout.splitlines()
     assert "MESSAGE" in wide[0].split()
-    wf = kubectl("get", "workflows", "-n", namespace).stdout.splitlines()
+    wf = kubectl("get", "workflows.szal.dev", "-n", namespace).stdout.splitlines()
     assert wf[0].split()[:4] == ["NAME", "MODE", "STEPS", "VERSION"], wf
     wait_for(
         lambda: (
-            kubectl("get", "workflows", "-n", namespace).stdout.splitlines()[1].split()[2] == "1"
+            kubectl("get", "workflows.szal.dev", "-n", namespace).stdout.splitlines()[1].split()[2]
+            == "1"
         ),
         "the STEPS column",
     )

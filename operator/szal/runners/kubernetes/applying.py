@@ -283,6 +283,10 @@ class PlanApplier:
             )
         except NotFound:
             return True  # gone already: nothing to stop
+        except Forbidden as exc:
+            # RBAC from before stopping in place (no pods/patch): delete as then.
+            logger.warning("cannot patch %s to stop it in place, deleting it: %s", path, exc)
+            return False
         except Invalid as exc:
             # A deadline already lower, or a pod the API server will not
             # update any more (terminal): it is stopped or about to be.
