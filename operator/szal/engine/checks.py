@@ -51,7 +51,6 @@ STEP_FIELDS = ("phase", "exitCode", "attempts", "outputs")
 RUN_FIELDS = ("name", "namespace")
 
 
-
 @dataclass(slots=True)
 class _Node:
     step: Step
@@ -356,7 +355,9 @@ def _check_policies(issues: list[SpecIssue], node: _Node) -> None:
     if step.rollback is not None:
         _check_duration(issues, node.path, name, "rollback.timeout", step.rollback.timeout)
         if step.rollback.command is None and step.rollback.script is None:
-            issues.append(_issue(node, "rollback.command", "a rollback needs a command or a script"))
+            issues.append(
+                _issue(node, "rollback.command", "a rollback needs a command or a script")
+            )
         if step.rollback.command is not None and step.rollback.script is not None:
             issues.append(_issue(node, "rollback.script", "set command or script, not both"))
 

@@ -45,8 +45,6 @@ from szal.spec import (
     parse_duration,
 )
 
-
-
 # Fields holding a duration: a number there (`timeout: 10`) gets the duration message.
 _DURATION_FIELDS = frozenset({"timeout", "delay", "maxDelay"})
 
@@ -139,7 +137,7 @@ def _issue_from_error(
             if field == "steps":
                 message = "at least one step is required, got none"
         if tag is None and "input" in error and kind != "too_short":
-            message += f", got {_shown(error['input'])}"
+            message += f", got {shown_value(error['input'])}"
     return SpecIssue(".".join(path_parts), step, field, message), tag
 
 
@@ -151,7 +149,7 @@ _ARGO_HINT = (
 )
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     """A short rendering of a refused input value for a message."""
     if value is None:
         return "null"
@@ -356,8 +354,8 @@ class _Pruning:
 def _node_at(root: Any, path: tuple[Any, ...]) -> Any:
     node = root
     for part in path:
-        if isinstance(node, Mapping) and isinstance(part, str) and part in node:
-            node = node[part]
+        if isinstance(node, Mapping) and isinstance(part, str):
+            node = node.get(part)
         elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
             node = node[part]
         else:

@@ -64,7 +64,9 @@ __all__ = [
 
 
 def _not_a_mapping(kind: str, source: str | None) -> WorkflowInvalid:
-    return WorkflowInvalid([SpecIssue("", None, "", f"a {kind} document must be a mapping")], source)
+    return WorkflowInvalid(
+        [SpecIssue("", None, "", f"a {kind} document must be a mapping")], source
+    )
 
 
 def _checked(spec: WorkflowSpec, known: Known) -> list[SpecIssue]:
@@ -86,26 +88,33 @@ def parse_workflow(data: Any, source: str | None = None) -> Workflow:
     return workflow
 
 
-def run_shape(data: Any) -> tuple[WorkflowRun | None, list[SpecIssue]]:
-    """A WorkflowRun document's shape (its inline workflow's included): the run, its issues.
+def run_shape(data: Any) -> tuple[WorkflowRun | None, Any, list[SpecIssue]]:
+    """A WorkflowRun document without its inline workflow: the run, that workflow, issues.
 
-    The inline workflow's whole-workflow checks and the params are not looked
-    at here (:func:`szal.engine.admitting.admit` does that, once); that exactly
-    one of ``workflowRef`` and ``workflow`` is given is.
+    The run is None when its shape is refused; the inline ``workflow`` is
+    returned as written (None without one), for
+    :func:`szal.engine.admitting.admit` to migrate, parse and check once.
+    That exactly one of ``workflowRef`` and ``workflow`` is given is checked here.
     """
     if not isinstance(data, Mapping):
-        raise _not_a_mapping("WorkflowRun", None)
+        return None, None, [SpecIssue("", None, "", "a WorkflowRun document must be a mapping")]
+    shell = dict(data)
+    spec = data.get("spec")
+    inline: Any = None
+    if isinstance(spec, Mapping) and isinstance(spec.get("workflow"), Mapping):
+        inline = spec["workflow"]  # anything else there: the run's shape refuses it
+        shell["spec"] = {key: value for key, value in spec.items() if key != "workflow"}
     try:
-        run = WorkflowRun.model_validate(data)
+        run = WorkflowRun.model_validate(shell)
     except ValidationError as exc:
-        return None, issues_from_validation_error(data, exc, WorkflowRun)
-    return run, _reference_issues(run)
+        return None, inline, issues_from_validation_error(shell, exc, WorkflowRun)
+    return run, inline, _reference_issues(run, run.spec.workflow is not None or inline is not None)
 
 
-def _reference_issues(run: WorkflowRun) -> list[SpecIssue]:
-    if run.spec.workflow is None and run.spec.workflow_ref is None:
+def _reference_issues(run: WorkflowRun, inline: bool) -> list[SpecIssue]:
+    if not inline and run.spec.workflow_ref is None:
         return [SpecIssue("spec", None, "workflowRef", "give either workflowRef or workflow")]
-    if run.spec.workflow is not None and run.spec.workflow_ref is not None:
+    if inline and run.spec.workflow_ref is not None:
         message = "give either workflowRef or workflow, not both"
         return [SpecIssue("spec", None, "workflowRef", message)]
     return []
@@ -120,7 +129,7 @@ def parse_workflow_run(data: Any, source: str | None = None) -> WorkflowRun:
     except ValidationError as exc:
         issues = issues_past_shape(data, exc, ("spec", "workflow"), _inline_checked, WorkflowRun)
         raise WorkflowInvalid(issues, source) from None
-    issues = _reference_issues(run)
+    issues = _reference_issues(run, run.spec.workflow is not None)
     if run.spec.workflow is not None:
         issues.extend(_inline_checked(run.spec.workflow, EVERYTHING))
         _, param_issues = validate_run_params(run.spec.workflow, run.spec.params)
@@ -131,8 +140,6 @@ def parse_workflow_run(data: Any, source: str | None = None) -> WorkflowRun:
 
 def _inline_checked(spec: WorkflowSpec, known: Known) -> list[SpecIssue]:
     return [prefixed(issue, "spec.workflow") for issue in validate_workflow(spec, known=known)]
-
-
 
 
 def validate_run_params(
@@ -179,5 +186,3 @@ def spec_hash(spec: WorkflowSpec) -> str:
         ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
