@@ -297,6 +297,8 @@ def closest_field(root: type[BaseModel], loc: tuple[Any, ...] | list[Any]) -> st
 
 # Values other checks look at: a refused one gets a harmless stand-in, not a gap.
 _STAND_INS: Mapping[str, Any] = {"command": ["true"], "args": [], "script": "true"}
+# A misspelt one of these: "no command or script" would only repeat the hint.
+_RUNNING = frozenset({"command", "args", "script"})
 # Top-level spec keys the whole workflow rests on: refused, nothing else is checked.
 _FOUNDATIONS = frozenset({"mode", "steps"})
 
@@ -409,7 +411,8 @@ def issues_past_shape(
         near = closest_field(model, loc) if error.get("type") == "extra_forbidden" else None
         if near is not None:
             head, dot, _ = issue.field.rpartition(".")
-            repeated.add((issue.step, f"{head}{dot}{near}"))
+            meant = ("command", "script") if near in _RUNNING else (near,)
+            repeated.update((issue.step, f"{head}{dot}{field}") for field in meant)
         if issue.field == "steps" and issue.step is not None:
             repeated.add((issue.step, "command"))  # its children were refused, not missing
     try:
