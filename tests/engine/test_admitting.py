@@ -20,24 +20,12 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from tests.engine.test_validation import doc, step
 
 from szal.engine import checks
 from szal.engine.admitting import Admitted, Definition, Refused, admit, admit_definition
 from szal.engine.validation import WorkflowInvalid, parse_workflow, parse_workflow_run
 from szal.spec import WorkflowSpec
-
-
-def doc(spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "szal.dev/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {"name": "wf"},
-        "spec": spec,
-    }
-
-
-def step(name: str, **fields: Any) -> dict[str, Any]:
-    return {"name": name, "command": ["true"], **fields}
 
 
 def refused(outcome: Admitted | Refused | Definition) -> list[str]:
