@@ -15,14 +15,12 @@ tests/kubernetes) and the checks themselves (test_validation.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
 import pytest
 from tests.engine.test_validation import doc, step
 
-from szal.engine import checks
 from szal.engine.admitting import Admitted, Definition, Refused, admit, admit_definition
 from szal.engine.validation import WorkflowInvalid, parse_workflow, parse_workflow_run
 from szal.spec import WorkflowSpec
@@ -35,13 +33,6 @@ def refused(outcome: Admitted | Refused | Definition) -> list[str]:
 
 CYCLE = [step("c", dependsOn=["d"]), step("d", dependsOn=["c"])]
 CYCLE_TEXT = "step 'c': dependsOn: dependency cycle: c -> d -> c"
-
-
-@pytest.fixture
-def validations() -> Iterator[mock.MagicMock]:
-    """Counts whole-workflow validations: each walks the step tree exactly once."""
-    with mock.patch.object(checks, "_walk", wraps=checks._walk) as walk:
-        yield walk
 
 
 # -- results -----------------------------------------------------------------------

@@ -15,14 +15,13 @@ Not covered: the webhook round trip through a real API server and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 from unittest import mock
 
 import kopf
 import pytest
 
-from szal.engine import checks
 from szal.runners.kubernetes.admission import (
     WORKFLOW_HANDLER_ID,
     WORKFLOW_RUN_HANDLER_ID,
@@ -201,13 +200,6 @@ BROKEN_PROBLEMS = [
     "- step 'b': comand: unknown field; did you mean 'command'?",
     "- step 'c': dependsOn: dependency cycle: c -> d -> c",
 ]
-
-
-@pytest.fixture
-def validations() -> Iterator[mock.MagicMock]:
-    """Counts whole-workflow validations: each walks the step tree exactly once."""
-    with mock.patch.object(checks, "_walk", wraps=checks._walk) as walk:
-        yield walk
 
 
 def test_an_unknown_field_and_a_cycle_elsewhere_are_refused_together(

@@ -13,15 +13,13 @@ and the other bad-input messages (test_bad_input.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
 import pytest
 from tests.local.conftest import Result
 from tests.local.test_bad_input import HEAD, invalid
-
-from szal.engine import checks
 
 Write = Callable[[str], Path]
 Szal = Callable[..., Result]
@@ -41,12 +39,6 @@ BROKEN = HEAD + (
     "  - {name: c, command: ['true'], dependsOn: [d]}\n"
     "  - {name: d, command: ['true'], dependsOn: [c]}\n"
 )
-
-
-@pytest.fixture
-def validations() -> Iterator[mock.MagicMock]:
-    with mock.patch.object(checks, "_walk", wraps=checks._walk) as walk:
-        yield walk
 
 
 @pytest.mark.parametrize(
