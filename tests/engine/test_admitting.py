@@ -80,6 +80,11 @@ def test_a_param_value_must_be_a_scalar(value: Any, shown: str) -> None:
     ]
 
 
+def test_params_must_be_a_mapping() -> None:
+    found = refused(admit(doc({"steps": [step("a")]}), ["env"]))  # type: ignore[arg-type]
+    assert found == ["params: must be a mapping of names to values, got a list"]
+
+
 def test_a_definition_newer_than_the_code_is_one_issue() -> None:
     found = refused(admit(doc({"version": 99, "steps": [step("a", timeout="x")]})))
     assert len(found) == 1

@@ -185,6 +185,9 @@ def _params(
     """The run's params against the declared ones; a value must be a scalar."""
     issues: list[SpecIssue] = []
     scalars: dict[str, Any] = {}
+    if not isinstance(given, Mapping):  # a raw body the schema did not check
+        message = f"must be a mapping of names to values, got {shown_value(given)}"
+        return {}, [SpecIssue("spec.params", None, "params", message)]
     for key, value in given.items():
         if isinstance(value, str | int | float | bool):
             scalars[key] = value
