@@ -8,7 +8,10 @@ whose workflow is missing or invalid is refused at its start
 (:class:`RunRefused` with ``when`` AT_START) and fails with the reason in
 its ``Succeeded`` condition; a started run whose pin is lost and whose
 Workflow changed is refused after its start (``when`` AFTER_START) and
-fails where it is; both are one error type.
+fails where it is; both are one error type. A run start goes through the
+engine's one way in: its workflow is validated exactly once (counted where
+every whole-workflow validation passes), and a refusal lists every problem
+(a misspelt field naming the closest known one next to a cycle elsewhere).
 
 Not covered: a real API server (``e2e/test_operator_runs.py``:
 ``test_editing_the_workflow_does_not_change_a_running_run``,
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
+from unittest import mock
 
 import pytest
 from tests.kubernetes.local_server import serving
@@ -162,3 +166,55 @@ async def test_a_started_run_whose_pin_is_lost_is_refused_after_its_start(
     assert reason == "PinnedSpecLost" and "sha256:before-the-edit" in message
     assert cluster.status["steps"]["a"] == {"phase": "Running", "attempts": 1}
     assert cluster.api.requests("POST") == []
+
+
+# -- the one way in: one validation per run start, every problem in the refusal ------
+
+BROKEN = {
+    "mode": "Dag",
+    "steps": [
+        {"name": "b", "comand": ["true"]},
+        {"name": "c", "script": "true", "dependsOn": ["d"]},
+        {"name": "d", "script": "true", "dependsOn": ["c"]},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("spec", "name"),
+    [
+        ({"workflowRef": {"name": "ci"}, "params": {"env": "prod"}}, "ci"),
+        ({"workflow": {"steps": STEPS[:1]}}, "ci-1"),
+    ],
+    ids=["workflowRef", "inline"],
+)
+async def test_a_run_start_validates_its_workflow_once(
+    cluster: Cluster, validations: mock.MagicMock, spec: dict[str, Any], name: str
+) -> None:
+    cluster.api.objects[WORKFLOW_PATH] = workflow_doc()
+    pin = await pin_run(cluster.client, RunRef("ns", "ci-1", "u1"), run_doc(**spec))
+    assert pin.first and pin.workflow.name == name
+    assert validations.call_count == 1
+    assert pin.text is not None and decode_pinned(pin.text)[2] == spec.get("params", {})
+
+
+@pytest.mark.parametrize(
+    ("spec", "lead"),
+    [
+        ({"workflowRef": {"name": "ci"}}, "Workflow ci: "),
+        ({"workflow": BROKEN}, "invalid inline workflow: "),
+    ],
+    ids=["workflowRef", "inline"],
+)
+async def test_an_invalid_workflow_is_refused_with_every_problem(
+    cluster: Cluster, validations: mock.MagicMock, spec: dict[str, Any], lead: str
+) -> None:
+    cluster.api.objects[WORKFLOW_PATH] = {**workflow_doc(), "spec": BROKEN}
+    with pytest.raises(RunRefused) as refused:
+        await pin_run(cluster.client, RunRef("ns", "ci-1", "u1"), run_doc(**spec))
+    assert refused.value.reason == "InvalidWorkflow"
+    assert refused.value.message == (
+        lead + "step 'b': comand: unknown field; did you mean 'command'?; "
+        "step 'c': dependsOn: dependency cycle: c -> d -> c"
+    )
+    assert validations.call_count == 1

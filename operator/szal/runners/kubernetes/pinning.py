@@ -1,8 +1,9 @@
 """The pinned spec: which workflow a run executes, fixed at its start.
 
 At a run's start the reconciler calls :func:`pin_run`: it resolves
-``workflowRef`` (or the inline ``workflow``), validates the spec and the
-params, and returns the resolved workflow together with
+``workflowRef`` (or the inline ``workflow``), admits it with the run's params
+through the engine's one way in (:func:`szal.engine.admitting.admit`:
+migration, validation once, params, resolution), and returns the resolved workflow together with
 ``status.pinnedSpec``: the spec and resolved params as compressed JSON
 (:func:`encode_pinned`: zlib, base64; a 5,000-step spec compresses to a
 few tens of KiB). The reconciler writes it, with ``status.workflow``
@@ -25,29 +26,18 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from szal.engine.migrations import upgrade
-from szal.engine.validation import (
-    SpecIssue,
-    WorkflowInvalid,
-    parse_workflow,
-    spec_hash,
-    validate_run_params,
-    validate_workflow,
-)
+from szal.engine.admitting import Refused, admit
 from szal.engine.workflow import ResolvedWorkflow, resolve_workflow
 from szal.runners.kubernetes.client import ApiClient, NotFound, group_path
 from szal.runners.kubernetes.events import RunRef
 from szal.runners.kubernetes.runtime import WORKFLOWS
 from szal.spec import API_VERSION, WorkflowSpec
-
-logger = logging.getLogger(__name__)
 
 
 def encode_pinned(workflow_name: str, spec: WorkflowSpec, params: Mapping[str, Any]) -> str:
@@ -119,39 +109,29 @@ async def pin_run(client: ApiClient, ref: RunRef, body: Mapping[str, Any]) -> Pi
         workflow = resolve_workflow(spec, name=name, params=params)
         return Pin(workflow, definition_of(spec), None)
     run_spec = body.get("spec") or {}
-    if run_spec.get("workflow") is not None:
+    source = run_spec.get("workflow")
+    refusal = "invalid inline workflow: "
+    if source is not None:
         name = ref.name
-        try:
-            spec = WorkflowSpec.model_validate(upgrade({"spec": run_spec["workflow"]})["spec"])
-        except Exception as error:  # pydantic or migration errors
-            raise RunRefused("InvalidWorkflow", f"invalid inline workflow: {error}") from None
     else:
         name = str((run_spec.get("workflowRef") or {}).get("name") or "")
         if not name:
             raise RunRefused("InvalidWorkflow", "give either workflowRef or workflow")
         try:
-            doc = await client.get(group_path(API_VERSION, ref.namespace, WORKFLOWS, name))
+            source = await client.get(group_path(API_VERSION, ref.namespace, WORKFLOWS, name))
         except NotFound:
             raise RunRefused(
                 "WorkflowNotFound",
                 f"Workflow {name!r} not found in namespace {ref.namespace}",
             ) from None
-        try:
-            spec = parse_workflow(upgrade(doc), source=f"Workflow {name}").spec
-        except (WorkflowInvalid, ValueError) as error:
-            raise RunRefused("InvalidWorkflow", str(error)) from None
-    issues: list[SpecIssue] = list(validate_workflow(spec))
-    params, param_issues = validate_run_params(spec, run_spec.get("params") or {})
-    issues.extend(param_issues)
-    if issues:
-        raise RunRefused("InvalidWorkflow", "; ".join(str(i) for i in issues))
-    try:
-        workflow = resolve_workflow(spec, name=name, params=params)
-    except WorkflowInvalid as error:
-        raise RunRefused("InvalidWorkflow", str(error)) from None
-    if workflow.spec_hash != spec_hash(spec):  # pragma: no cover - engine contract
-        logger.warning("resolved spec hash differs from spec_hash(spec)")
-    return Pin(workflow, definition_of(spec), encode_pinned(name, spec, params))
+        refusal = f"Workflow {name}: "
+    # The one way in: migration, parse, validation once, params, resolution.
+    admitted = admit(source, run_spec.get("params") or {}, name=name)
+    if isinstance(admitted, Refused):
+        message = refusal + "; ".join(str(issue) for issue in admitted.issues)
+        raise RunRefused("InvalidWorkflow", message)
+    spec = admitted.spec
+    return Pin(admitted.workflow, definition_of(spec), encode_pinned(name, spec, admitted.params))
 
 
 def recover_pinned(text: object) -> tuple[ResolvedWorkflow | None, dict[str, Any]]:
