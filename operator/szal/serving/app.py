@@ -9,7 +9,9 @@ both callers start it.
 
 Decisions: the hub is closed when the application shuts down, so open
 streams end (clients reconnect with ``Last-Event-ID``) instead of holding
-the shutdown for their heartbeat; ``/healthz`` answers without auth.
+the shutdown for their heartbeat; handlers are cancelled when their client
+disconnects (every handler only reads, so nothing is left half done);
+``/healthz`` answers without auth.
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ def build_app(source: RunSource, hub: StreamHub | None) -> web.Application:
 @contextlib.asynccontextmanager
 async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[int]:
     """Serve ``app`` on ``host:port`` (0: a free port) and yield the bound port."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    # handler_cancellation: a stream whose client hung up is cancelled at once,
+    # freeing its client slot, instead of noticing at its next heartbeat.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()

@@ -120,13 +120,18 @@ def _cursor(request: web.Request) -> int:
 async def _forward(hub: StreamHub, sub: Subscription, sink: _Sink, cursor: int) -> None:
     """Replay from the store after ``cursor``, join the broadcast, forward until the end."""
     tries = 0
+
+    async def send(event: EventRecord) -> None:
+        nonlocal cursor
+        await sink.event(event)
+        hub.events_streamed += 1
+        cursor = event.id or cursor
+
     while True:
         while True:
             batch = await hub.store.events_after(cursor, sub.run_uid, limit=READ_BATCH)
             for event in batch:
-                assert event.id is not None
-                await sink.event(event)
-                cursor = event.id
+                await send(event)
                 if ends_run(event):
                     await sink.end(event.new)
                     return
@@ -136,7 +141,7 @@ async def _forward(hub: StreamHub, sub: Subscription, sink: _Sink, cursor: int) 
         if detail is not None and detail.run.phase in TERMINAL_RUN_PHASES:
             # Ended without a terminal event after the cursor (re-archived from its status).
             for event in await hub.store.events_after(cursor, sub.run_uid, limit=READ_BATCH):
-                await sink.event(event)
+                await send(event)
             await sink.end(detail.run.phase)
             return
         if sub.attach(cursor, force=tries >= ATTACH_TRIES):
@@ -147,6 +152,9 @@ async def _forward(hub: StreamHub, sub: Subscription, sink: _Sink, cursor: int) 
         if item is None:
             await sink.heartbeat()
         elif item is Marker.END:
+            # A lagging client may not have every event yet: the store has them all.
+            for event in await hub.store.events_after(cursor, sub.run_uid, limit=READ_BATCH):
+                await send(event)
             detail = await hub.store.get_run(sub.run_uid)
             await sink.end(detail.run.phase if detail is not None else "Unknown")
             return
@@ -156,15 +164,15 @@ async def _forward(hub: StreamHub, sub: Subscription, sink: _Sink, cursor: int) 
         elif item is Marker.CLOSED:
             return
         elif isinstance(item, EventRecord) and item.id is not None and item.id > cursor:
-            await sink.event(item)
-            cursor = item.id
+            await send(item)
 
 
-async def _guarded(request: web.Request, stream: Awaitable[None]) -> None:
+async def _guarded(request: web.Request, hub: StreamHub, stream: Awaitable[None]) -> None:
     try:
         await stream
     except TimeoutError:
         # The client stopped reading: drop the connection, unsent bytes and all.
+        hub.clients_dropped += 1
         if request.transport is not None:
             request.transport.abort()
     except ConnectionError:
@@ -200,7 +208,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
             ws = web.WebSocketResponse()
             await ws.prepare(request)
             forwarding = asyncio.ensure_future(
-                _guarded(request, _forward(hub, sub, _WsSink(ws, timeout), cursor))
+                _guarded(request, hub, _forward(hub, sub, _WsSink(ws, timeout), cursor))
             )
             receiving = asyncio.ensure_future(_drain(ws))
             await asyncio.wait({forwarding, receiving}, return_when=asyncio.FIRST_COMPLETED)
@@ -218,7 +226,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         )
         await response.prepare(request)
         await response.write(b"retry: 2000\n\n")
-        await _guarded(request, _forward(hub, sub, _SseSink(response, timeout), cursor))
+        await _guarded(request, hub, _forward(hub, sub, _SseSink(response, timeout), cursor))
         return response
     finally:
         sub.close()
