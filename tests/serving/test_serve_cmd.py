@@ -2,7 +2,8 @@
 
 Covers: the served address is loopback, a finished local run is listed and
 readable (attempts, logs) over HTTP, SIGTERM stops the server with exit 0,
-and bad flags exit 2 naming the flag. Does not cover the API's details
+and bad flags (of `szal serve`, and `szal operator`'s API flags) exit 2
+naming the flag. Does not cover the API's details
 (test_rest.py) or streams (test_streams.py).
 """
 
@@ -82,6 +83,22 @@ def test_bad_flags_exit_2(tmp_path: Path) -> None:
     ):
         result = subprocess.run(
             [sys.executable, "-m", "szal", "serve", "--db", str(tmp_path / "h.db"), *flags],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stderr
+        assert named in result.stderr
+
+
+def test_operator_api_flags_exit_2() -> None:
+    for flags, named in (
+        (["--api-port", "70000"], "--api-port 70000"),
+        (["--api-port", "8090", "--api-auth-cache-ttl", "-1"], "--api-auth-cache-ttl"),
+        (["--api-port", "8090", "--stream-client-buffer", "0"], "--stream-client-buffer"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "szal", "operator", *flags],
             capture_output=True,
             text=True,
             timeout=60,

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from szal.serving import rest, streaming
+from szal.serving.auth import Authorizer, middleware
 from szal.serving.hub import StreamHub
 from szal.serving.openapi import document
 from szal.serving.sources import RunSource
@@ -35,9 +36,12 @@ async def _healthz(_: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
-def build_app(source: RunSource, hub: StreamHub | None) -> web.Application:
-    """The live-surface application over ``source`` (streams through ``hub``)."""
-    app = web.Application()
+def build_app(
+    source: RunSource, hub: StreamHub | None, *, authorizer: Authorizer | None = None
+) -> web.Application:
+    """The live-surface application over ``source`` (streams through ``hub``);
+    with ``authorizer`` every API request is authenticated and authorized."""
+    app = web.Application(middlewares=[middleware(authorizer)] if authorizer else [])
     app[rest.SOURCE] = source
     app[streaming.HUB] = hub
     rest.add_routes(app)
