@@ -9,7 +9,8 @@ run is listed while it runs, its SSE stream (token in ``?access_token=``)
 carries every event of the Postgres event log in id order and ends with
 ``end`` Succeeded, a reconnect with ``Last-Event-ID`` resumes after that
 id, the run's detail shows attempts and events, and a step's logs are
-served. Not covered: the REST API's parameter rules and the hub's
+served; the operator's /metrics counts the run, its hop and the streamed
+events. Not covered: the REST API's parameter rules and the hub's
 buffering (tests/serving), the chart's wiring (e2e/test_install.py).
 """
 
@@ -154,6 +155,14 @@ def test_api_auth_listing_streaming_and_logs(
     kubectl.apply(workflow("live", spec), namespace)
     port = free_port()
     args = ("--history-dsn", dsn, "--api-port", str(port), "--api-host", "127.0.0.1")
-    with OperatorProcess(kubeconfig, [namespace], *args):
+    with OperatorProcess(kubeconfig, [namespace], *args) as operator:
         kubectl.apply(run("live", "live"), namespace)
         asyncio.run(_scenario(f"http://127.0.0.1:{port}", namespace, reader, nobody, dsn))
+        metrics = operator.metrics()
+    labels = f'namespace="{namespace}",workflow="live"'
+    assert metrics[f"szal_runs_started_total{{{labels}}}"] == 1
+    finished = f'namespace="{namespace}",phase="Succeeded",workflow="live"'
+    assert metrics[f"szal_runs_finished_total{{{finished}}}"] == 1
+    assert metrics[f"szal_hop_latency_seconds_count{{{labels}}}"] == 1  # a -> b
+    assert metrics["szal_stream_events_total"] >= 4
+    assert metrics["szal_stream_clients"] == 0

@@ -1,10 +1,10 @@
 """``szal serve`` as a real process over the history a real ``szal run`` wrote.
 
 Covers: the served address is loopback, a finished local run is listed and
-readable (attempts, logs) over HTTP, SIGTERM stops the server with exit 0,
-and bad flags (of `szal serve`, and `szal operator`'s API flags) exit 2
-naming the flag. Does not cover the API's details
-(test_rest.py) or streams (test_streams.py).
+readable (attempts, logs) over HTTP and counted in /metrics (run, hops),
+SIGTERM stops the server with exit 0, and bad flags (of ``szal serve``, and
+``szal operator``'s API flags) exit 2 naming the flag. Does not cover the
+API's details (test_rest.py) or streams (test_streams.py).
 """
 
 from __future__ import annotations
@@ -14,10 +14,21 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 from tests.local.conftest import EXAMPLES
+
+
+def scraped(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Prometheus text as {(sample name, labels): value}."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 async def start_serve(db: Path) -> tuple[asyncio.subprocess.Process, str]:
@@ -70,6 +81,22 @@ async def test_serves_a_local_run(tmp_path: Path) -> None:
             async with http.get(url + f"{path}/steps/{step}/logs") as response:
                 assert response.status == 200
                 assert await response.text()
+            # /metrics: the same run metrics as the operator's, from the event log.
+            labels = {"namespace": run["namespace"], "workflow": run["workflow"]}
+            deadline = time.monotonic() + 20
+            while True:
+                async with http.get(url + "/metrics") as response:
+                    found = scraped(await response.text())
+                finished = (
+                    "szal_runs_finished_total",
+                    frozenset({**labels, "phase": "Succeeded"}.items()),
+                )
+                if found.get(finished) == 1:
+                    break
+                assert time.monotonic() < deadline, found
+                await asyncio.sleep(0.1)
+            assert found[("szal_hop_latency_seconds_count", frozenset(labels.items()))] >= 3
+            assert found[("szal_stream_clients", frozenset())] == 0
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0

@@ -23,6 +23,8 @@ from szal.cli.commanding import EXIT_INVALID, EXIT_OK, Subcommand
 from szal.cli.serve_cmd import add_stream_arguments, stream_settings
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
     from szal.runners.kubernetes.operator import OperatorSettings
     from szal.serving.operating import ApiSettings
 
@@ -310,6 +312,7 @@ async def _serve(
             store = open_store(args.history_dsn)
             stack.push_async_callback(store.close)
         mirrored = store
+        hub = None
         if api is not None:
             from szal.runners.kubernetes.client import load_credentials
             from szal.serving.notifying import NotifyingStore
@@ -322,8 +325,15 @@ async def _serve(
             served = await stack.enter_async_context(
                 api_server(api, load_credentials(args.kubeconfig, args.context), namespaces, store)
             )
-            if store is not None and served.hub is not None:
-                mirrored = NotifyingStore(store, served.hub)
+            hub = served.hub
+            if store is not None and hub is not None:
+                mirrored = NotifyingStore(store, hub)
+        from szal.serving.metrics import RunMetrics, StreamCollector, operator_observer
+
+        run_metrics = RunMetrics()
+        collectors: list[Collector] = [run_metrics]
+        if hub is not None:
+            collectors.append(StreamCollector(hub))
         history: HistorySink | None = None
         if mirrored is not None:
             from szal.history.mirror import HistoryMirror
@@ -333,7 +343,8 @@ async def _serve(
             mirror.start()
             stack.push_async_callback(mirror.close)
             history = MirrorSink(mirror)
-        await Operator(settings, history=history).run()
+        observer = operator_observer(run_metrics) if settings.metrics_port is not None else None
+        await Operator(settings, history=history, observer=observer, collectors=collectors).run()
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""``szal serve``: the API, the run streams (and later the web UI) over local history.
+"""``szal serve``: the API, the run streams, /metrics (and later the web UI) over local history.
 
 Serves :func:`szal.serving.app.build_app` over the history store ``szal run``
 writes (``--db``, default as ``szal run``) on 127.0.0.1 only: local history
@@ -105,9 +105,12 @@ def handle(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, settings: StreamSettings) -> int:
+    from prometheus_client import CollectorRegistry
+
     from szal.history.sqlite import default_db_path
     from szal.serving.app import build_app, serving
     from szal.serving.hub import StreamHub
+    from szal.serving.metrics import EventTail, RunMetrics, StreamCollector
     from szal.serving.sources import HistorySource
 
     target = args.db or default_db_path()
@@ -119,15 +122,23 @@ async def _serve(args: argparse.Namespace, settings: StreamSettings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     hub = StreamHub(store, settings)
+    registry = CollectorRegistry(auto_describe=False)
+    run_metrics = RunMetrics()
+    registry.register(run_metrics)
+    registry.register(StreamCollector(hub))
+    tail = EventTail(store, run_metrics, settings.poll_interval)
+    tail.start()
+    app = build_app(HistorySource(store), hub, registry=registry)
     try:
         try:
-            async with serving(build_app(HistorySource(store), hub), LOOPBACK, args.port) as port:
+            async with serving(app, LOOPBACK, args.port) as port:
                 print(f"szal serve: http://{LOOPBACK}:{port}/ (history: {target})", file=sys.stderr)
                 await stop.wait()
         except OSError as error:
             print(f"szal serve: --port {args.port}: {error.strerror or error}", file=sys.stderr)
             return EXIT_INVALID
     finally:
+        await tail.stop()
         await store.close()
     return EXIT_OK
 

@@ -20,6 +20,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
 
 from szal.serving import rest, streaming
 from szal.serving.auth import Authorizer, middleware
@@ -37,11 +38,25 @@ async def _healthz(_: web.Request) -> web.Response:
 
 
 def build_app(
-    source: RunSource, hub: StreamHub | None, *, authorizer: Authorizer | None = None
+    source: RunSource,
+    hub: StreamHub | None,
+    *,
+    authorizer: Authorizer | None = None,
+    registry: CollectorRegistry | None = None,
 ) -> web.Application:
     """The live-surface application over ``source`` (streams through ``hub``);
-    with ``authorizer`` every API request is authenticated and authorized."""
+    with ``authorizer`` every API request is authenticated and authorized;
+    with ``registry`` it serves ``/metrics`` (``szal serve``; the operator has
+    its own metrics port)."""
     app = web.Application(middlewares=[middleware(authorizer)] if authorizer else [])
+    if registry is not None:
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(
+                body=generate_latest(registry), content_type="text/plain", charset="utf-8"
+            )
+
+        app.router.add_get("/metrics", metrics)
     app[rest.SOURCE] = source
     app[streaming.HUB] = hub
     rest.add_routes(app)

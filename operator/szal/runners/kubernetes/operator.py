@@ -71,12 +71,13 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import kopf
+from prometheus_client.registry import Collector
 
 from szal.runners.kubernetes.certifying import CertificateManager, CertificateSettings
 from szal.runners.kubernetes.client import (
@@ -101,6 +102,7 @@ from szal.runners.kubernetes.reconciler import (
     ReconcilerSettings,
     RunReconciler,
     Runtime,
+    TransitionObserver,
 )
 from szal.spec import API_VERSION, GROUP, VERSION
 
@@ -194,8 +196,12 @@ class Operator:
         *,
         credentials: Credentials | None = None,
         history: HistorySink | None = None,
+        observer: TransitionObserver | None = None,
+        collectors: Sequence[Collector] = (),
     ) -> None:
         self.settings = settings or OperatorSettings()
+        self.observer = observer
+        self.collectors = tuple(collectors)  # more metrics for /metrics
         self.credentials = credentials or load_credentials(
             self.settings.kubeconfig, self.settings.context
         )
@@ -377,6 +383,7 @@ class Operator:
             pods_of=self._pods_of,
             settings=self.settings.reconciler,
             history=self.history,
+            observer=self.observer,
         )
         if self.settings.metrics_port is not None:
             collector = OperatorCollector(
@@ -395,6 +402,8 @@ class Operator:
                 self.settings.metrics_port,
                 leader=lambda: self.leading,
             )
+            for extra in self.collectors:
+                self._metrics.registry.register(extra)
             await self._metrics.start()
         if self.certificates is not None:
             self.certificates.start()
