@@ -1,5 +1,5 @@
 """The live surface: one aiohttp application with the REST API, the stream
-hub (SSE and WebSocket) and, later, the web UI (DESIGN.md section 8).
+hub (SSE and WebSocket), the web UI and metrics (DESIGN.md section 8).
 
 Who serves it: ``szal serve`` (local history, loopback only) and the
 operator (``szal operator --api-port``). The package sits between the
@@ -15,5 +15,11 @@ exists. Modules:
 - :mod:`szal.serving.openapi` - the OpenAPI document of that API;
 - :mod:`szal.serving.hub` - one broadcast per run, bounded per-client buffers;
 - :mod:`szal.serving.streaming` - the SSE and WebSocket handlers over the hub;
-- :mod:`szal.serving.app` - the application factory and its settings.
+- :mod:`szal.serving.webui` - the web UI (static files in ``ui/``);
+- :mod:`szal.serving.metrics` - run, step and stream metrics for Prometheus;
+- :mod:`szal.serving.cluster`, :mod:`szal.serving.auth`,
+  :mod:`szal.serving.notifying`, :mod:`szal.serving.operating` - the
+  operator's side: live runs, TokenReview/SubjectAccessReview, the hub's
+  notify hook, and the server ``--api-port`` starts;
+- :mod:`szal.serving.app` - the application factory.
 """

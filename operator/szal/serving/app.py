@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
-from szal.serving import rest, streaming
+from szal.serving import rest, streaming, webui
 from szal.serving.auth import Authorizer, middleware
 from szal.serving.hub import StreamHub
 from szal.serving.openapi import document
@@ -61,6 +61,7 @@ def build_app(
     app[streaming.HUB] = hub
     rest.add_routes(app)
     streaming.add_routes(app)
+    webui.add_routes(app)
     app.router.add_get("/api/v1/openapi.json", _openapi)
     app.router.add_get("/healthz", _healthz)
 
