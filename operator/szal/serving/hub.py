@@ -147,7 +147,8 @@ class Subscription:
         if not self._items:
             self._ready.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
         if not self._items:
             return None
         item = self._items.popleft()
@@ -309,4 +310,5 @@ class StreamHub:
                 return
             if len(events) < batch:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(broadcast.wake.wait(), settings.poll_interval)
+                    async with asyncio.timeout(settings.poll_interval):
+                        await broadcast.wake.wait()

@@ -19,6 +19,7 @@ Decisions:
 - WebSocket messages are JSON objects ``{"type": "event", "event": ...}``,
   ``{"type": "end", "phase": ...}``, ``{"type": "resync", "lastEventId": N}``;
   heartbeats are WebSocket pings.
+- An event is encoded once (an LRU of the last 4,096), not once per client.
 - Every write has a deadline (``write_timeout``): a client that stops
   reading is disconnected rather than holding a slot forever.
 - A 503 with ``Retry-After`` when the hub is at its client limit; a 503 too
@@ -29,6 +30,7 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Awaitable
 from typing import Any, Protocol
@@ -59,18 +61,31 @@ class _Sink(Protocol):
     async def resync(self, last_id: int) -> None: ...
 
 
+# One broadcast event goes to every client of the run: encode it once, not per client.
+@functools.lru_cache(maxsize=4096)
+def _sse_message(event: EventRecord) -> bytes:
+    kind = "step" if event.step else "run"
+    data = json.dumps(event_json(event), separators=(",", ":"))
+    return f"id: {event.id}\nevent: {kind}\ndata: {data}\n\n".encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _ws_message(event: EventRecord) -> str:
+    return json.dumps({"type": "event", "event": event_json(event)}, separators=(",", ":"))
+
+
 class _SseSink:
     def __init__(self, response: web.StreamResponse, timeout: float) -> None:
         self.response = response
         self.timeout = timeout
 
     async def _write(self, text: str) -> None:
-        await asyncio.wait_for(self.response.write(text.encode()), self.timeout)
+        async with asyncio.timeout(self.timeout):
+            await self.response.write(text.encode())
 
     async def event(self, event: EventRecord) -> None:
-        kind = "step" if event.step else "run"
-        data = json.dumps(event_json(event), separators=(",", ":"))
-        await self._write(f"id: {event.id}\nevent: {kind}\ndata: {data}\n\n")
+        async with asyncio.timeout(self.timeout):
+            await self.response.write(_sse_message(event))
 
     async def heartbeat(self) -> None:
         await self._write(": heartbeat\n\n")
@@ -88,13 +103,16 @@ class _WsSink:
         self.timeout = timeout
 
     async def _send(self, payload: dict[str, Any]) -> None:
-        await asyncio.wait_for(self.ws.send_json(payload), self.timeout)
+        async with asyncio.timeout(self.timeout):
+            await self.ws.send_json(payload)
 
     async def event(self, event: EventRecord) -> None:
-        await self._send({"type": "event", "event": event_json(event)})
+        async with asyncio.timeout(self.timeout):
+            await self.ws.send_str(_ws_message(event))
 
     async def heartbeat(self) -> None:
-        await asyncio.wait_for(self.ws.ping(), self.timeout)
+        async with asyncio.timeout(self.timeout):
+            await self.ws.ping()
 
     async def end(self, phase: str) -> None:
         await self._send({"type": "end", "phase": phase})
