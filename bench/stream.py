@@ -30,7 +30,6 @@ import asyncio
 import itertools
 import json
 import os
-import secrets
 import sys
 import time
 from pathlib import Path
@@ -41,9 +40,14 @@ import aiohttp
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.operator import Watcher, chain_spec, percentile  # noqa: E402
-from e2e.conftest import Kubectl  # noqa: E402
-from e2e.operator_support import OperatorProcess, ensure_crds, free_port, run, workflow  # noqa: E402
+from bench.operator import (  # noqa: E402
+    Watcher,
+    bench_namespace,
+    chain_spec,
+    percentile,
+    wait_default_account,
+)
+from e2e.operator_support import OperatorProcess, free_port, run, workflow  # noqa: E402
 from tests.postgres.server import shared_dsn  # noqa: E402
 
 from szal.engine.timestamps import parse_timestamp  # noqa: E402
@@ -95,11 +99,7 @@ async def client(
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    kubeconfig = Path(args.kubeconfig)
-    kubectl = Kubectl(binary=Path(args.kubectl), kubeconfig=kubeconfig)
-    ensure_crds(kubectl)
-    namespace = f"bench-{secrets.token_hex(3)}"
-    kubectl("create", "namespace", namespace)
+    kubeconfig, kubectl, namespace = bench_namespace(args)
     port = free_port()
     op = OperatorProcess(
         kubeconfig,
@@ -119,11 +119,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     watcher = Watcher(api, namespace)
     results: dict[str, Any] = {"namespace": namespace, "clients": args.clients}
     try:
-        deadline = time.monotonic() + 30
-        while kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode:
-            if time.monotonic() > deadline:
-                raise TimeoutError("no default ServiceAccount")
-            await asyncio.sleep(0.2)
+        await wait_default_account(kubectl, namespace)
         op.start()
         await watcher.start()
         await asyncio.sleep(1.0)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import sys
 import time
@@ -31,6 +30,7 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from tests.local.conftest import REPO
+from tests.serving.test_serve_cmd import start_serve
 
 ARTIFACTS = Path(os.environ.get("SZAL_TEST_ARTIFACTS", REPO / "test-artifacts")) / "ui"
 
@@ -86,23 +86,9 @@ def browser() -> Iterator[webdriver.Chrome]:
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
     db = tmp_path / "history.db"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "szal",
-        "serve",
-        "--db",
-        str(db),
-        "--port",
-        "0",
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
-    match = re.match(r"szal serve: (http://127\.0\.0\.1:\d+)/", line)
-    assert match, line
+    process, url = await start_serve(db)
     try:
-        yield match.group(1), db
+        yield url, db
     finally:
         process.terminate()
         await process.wait()

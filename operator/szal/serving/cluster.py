@@ -23,8 +23,8 @@ Decisions:
   labelled with the run, step and attempt), so a running step's output is
   visible while it runs; when there is no such pod any more (the run
   finished and was cleaned up, or the pod was deleted) they come from the
-  store, which keeps what the operator captured (the termination message,
-  at most 4 KiB per attempt; see docs/history.md).
+  store, which holds none for cluster runs (the mirror stores no logs; an
+  attempt's ``message`` keeps the termination message): the answer is empty.
 - The API server being unreachable or refusing a list makes the live part
   empty (logged), never the whole answer an error, as long as the store
   answers.
