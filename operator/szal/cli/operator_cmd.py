@@ -25,7 +25,7 @@ from szal.cli.serve_cmd import add_stream_arguments, stream_settings
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
 
-    from szal.runners.kubernetes.operator import OperatorSettings
+    from szal.runners.kubernetes.settings import OperatorSettings
     from szal.serving.operating import ApiSettings
 
 
@@ -230,8 +230,8 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
     """The operator's settings from the flags; ValueError names a bad combination."""
     from szal.runners.kubernetes.electing import ElectionSettings
     from szal.runners.kubernetes.events import EventSettings
-    from szal.runners.kubernetes.operator import OperatorSettings
-    from szal.runners.kubernetes.reconciler import ReconcilerSettings
+    from szal.runners.kubernetes.runtime import ReconcilerSettings
+    from szal.runners.kubernetes.settings import OperatorSettings
 
     if args.webhook_service and not (args.webhook_secret or args.webhook_cert_dir):
         raise ValueError(
@@ -302,7 +302,7 @@ async def _serve(
     args: argparse.Namespace, settings: OperatorSettings, api: ApiSettings | None
 ) -> None:
     from szal.runners.kubernetes.operator import Operator
-    from szal.runners.kubernetes.reconciler import HistorySink
+    from szal.runners.kubernetes.runtime import HistorySink
 
     async with contextlib.AsyncExitStack() as stack:
         store = None

@@ -45,7 +45,7 @@ from szal.engine.state import RunState
 from szal.engine.workflow import ResolvedWorkflow
 from szal.history.store import ExecutionStore
 from szal.runners.kubernetes.events import RunRef
-from szal.runners.kubernetes.reconciler import TransitionObserver
+from szal.runners.kubernetes.runtime import TransitionObserver
 from szal.serving.hub import StreamHub
 
 logger = logging.getLogger(__name__)
