@@ -97,4 +97,9 @@ e2e/test_install.py fails when the two differ.
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
+{{- if .Values.api.enabled }}
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
+{{- end }}
 {{- end }}

@@ -20,7 +20,15 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from szal.cli import crds_cmd, history_cmd, operator_cmd, run_cmd, show_cmd, validate_cmd
+from szal.cli import (
+    crds_cmd,
+    history_cmd,
+    operator_cmd,
+    run_cmd,
+    serve_cmd,
+    show_cmd,
+    validate_cmd,
+)
 from szal.cli.commanding import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Subcommand
 
 __all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "SUBCOMMANDS", "Subcommand", "main"]
@@ -30,6 +38,7 @@ SUBCOMMANDS: list[Subcommand] = [
     validate_cmd.COMMAND,
     history_cmd.COMMAND,
     show_cmd.COMMAND,
+    serve_cmd.COMMAND,
     operator_cmd.COMMAND,
     crds_cmd.COMMAND,
 ]

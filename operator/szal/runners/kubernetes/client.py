@@ -360,6 +360,21 @@ class ApiClient:
     async def get(self, path: str) -> JsonDict:
         return await self.request("GET", path)
 
+    async def get_text(self, path: str) -> str:
+        """GET a plain-text answer (``pods/<name>/log``); errors as :meth:`request` (no retries)."""
+        session = self._ensure_session()
+        async with session.get(
+            self.credentials.server + path, headers={**self._headers(None), "Accept": "*/*"}
+        ) as response:
+            text = await response.text()
+            if response.status >= 400:
+                try:
+                    payload: JsonDict = json.loads(text)
+                except ValueError:
+                    payload = {"message": text[:500]}
+                raise _error_for(response.status, payload)
+            return text
+
     async def list(self, path: str, *, label_selector: str | None = None) -> list[JsonDict]:
         params = {"labelSelector": label_selector} if label_selector else None
         answer = await self.request("GET", path, params=params)

@@ -75,11 +75,12 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import kopf
+from prometheus_client.registry import Collector
 
 from szal.runners.kubernetes.certifying import CertificateManager
 from szal.runners.kubernetes.client import (
@@ -100,7 +101,7 @@ from szal.runners.kubernetes.metrics import MetricsServer, OperatorCollector, ch
 from szal.runners.kubernetes.observing import LABEL_RUN, PodView, pod_view
 from szal.runners.kubernetes.pods import label_value
 from szal.runners.kubernetes.reconciler import RunReconciler
-from szal.runners.kubernetes.runtime import HistorySink, Mailbox, Runtime
+from szal.runners.kubernetes.runtime import HistorySink, Mailbox, Runtime, TransitionObserver
 from szal.runners.kubernetes.settings import OperatorSettings, connection_info, kopf_settings
 from szal.spec import API_VERSION, GROUP, VERSION
 
@@ -119,8 +120,12 @@ class Operator:
         *,
         credentials: Credentials | None = None,
         history: HistorySink | None = None,
+        observer: TransitionObserver | None = None,
+        collectors: Sequence[Collector] = (),
     ) -> None:
         self.settings = settings or OperatorSettings()
+        self.observer = observer
+        self.collectors = tuple(collectors)  # more metrics for /metrics
         self.credentials = credentials or load_credentials(
             self.settings.kubeconfig, self.settings.context
         )
@@ -250,6 +255,7 @@ class Operator:
             pods_of=self._pods_of,
             settings=self.settings.reconciler,
             history=self.history,
+            observer=self.observer,
         )
         if self.settings.metrics_port is not None:
             collector = OperatorCollector(
@@ -269,6 +275,8 @@ class Operator:
                 leader=lambda: self.leading,
                 sock=self._metrics_socket,
             )
+            for extra in self.collectors:
+                self._metrics.registry.register(extra)
             await self._metrics.start()
         if self.certificates is not None:
             self.certificates.start()
