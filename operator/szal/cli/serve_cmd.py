@@ -1,4 +1,4 @@
-"""``szal serve``: the API, the run streams, /metrics (and later the web UI) over local history.
+"""``szal serve``: the API, the run streams, /metrics and the web UI over local history.
 
 Serves :func:`szal.serving.app.build_app` over the history store ``szal run``
 writes (``--db``, default as ``szal run``) on 127.0.0.1 only: local history
