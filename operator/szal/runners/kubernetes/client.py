@@ -451,6 +451,11 @@ def group_path(
     return _object_path(f"/apis/{group_version}/namespaces/{namespace}/{plural}", name, subresource)
 
 
+def api_group_path(group_version: str) -> str:
+    """``/apis/<group>/<version>``: the discovery document listing a group version's resources."""
+    return f"/apis/{group_version}"
+
+
 def cluster_path(group_version: str, plural: str, name: str | None = None) -> str:
     """``/apis/<group>/<version>/<plural>[/<name>]``: a cluster-scoped resource, or a
     namespaced one listed across all namespaces."""

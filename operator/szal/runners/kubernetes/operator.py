@@ -91,6 +91,7 @@ from szal.runners.kubernetes.client import (
     group_path,
     load_credentials,
 )
+from szal.runners.kubernetes.discovering import wait_for_crds
 from szal.runners.kubernetes.electing import (
     ElectionSettings,
     KubernetesLeaseStore,
@@ -175,9 +176,31 @@ class Operator:
             )
         if self.settings.webhook_port is not None and self.settings.webhook_service is None:
             check_free(self.settings.webhook_host, self.settings.webhook_port, "--webhook-port")
-        if self.certificates is not None:
-            # Before kopf serves: its webhook server reads the files once it starts.
-            await self.certificates.ensure()
+        if self.settings.metrics_port is not None:
+            # Up before the wait for the CRDs, so /readyz can say what it waits for.
+            self._metrics = MetricsServer(
+                None,
+                self.ready,
+                self.settings.metrics_host,
+                self.settings.metrics_port,
+                leader=lambda: self.leading,
+                sock=self._metrics_socket,
+            )
+            await self._metrics.start()
+        try:
+            if not await wait_for_crds(
+                self.client, self._metrics, stop_flag, self.settings.crd_poll_interval
+            ):
+                return
+            if self.certificates is not None:
+                # Before kopf serves: its webhook server reads the files once it starts.
+                await self.certificates.ensure()
+            await self._run_kopf(stop_flag, ready_flag)
+        finally:
+            if self._metrics is not None:
+                await self._metrics.stop()
+
+    async def _run_kopf(self, stop_flag: Any, ready_flag: Any) -> None:
         await kopf.operator(
             registry=self.registry,
             settings=self.kopf_settings,
@@ -267,17 +290,10 @@ class Operator:
                     1 for m in self.mailboxes.values() if m.task and not m.task.done()
                 ),
             )
-            self._metrics = MetricsServer(
-                collector,
-                self.ready,
-                self.settings.metrics_host,
-                self.settings.metrics_port,
-                leader=lambda: self.leading,
-                sock=self._metrics_socket,
-            )
+            assert self._metrics is not None  # started by run()
+            self._metrics.registry.register(collector)
             for extra in self.collectors:
                 self._metrics.registry.register(extra)
-            await self._metrics.start()
         if self.certificates is not None:
             self.certificates.start()
         if self.settings.leader_election is not None:

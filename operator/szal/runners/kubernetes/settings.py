@@ -63,6 +63,8 @@ class OperatorSettings:
     leader_election: ElectionSettings | None = None
     """Elect a leader on a Lease (only it reconciles); None: always reconcile.
     An empty namespace means $POD_NAMESPACE, else the first served one."""
+    crd_poll_interval: float = 2.0
+    """Seconds between checks for the CRDs while the operator waits for them."""
     metrics_port: int | None = None
     """Serve /metrics, /healthz and /readyz on this port; none: off."""
     metrics_host: str = "0.0.0.0"
