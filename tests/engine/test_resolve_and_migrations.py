@@ -5,7 +5,8 @@ unit, env by name, pod field by field, compensation inheriting image and env),
 parsed durations and retry policies, compiled conditions, the flattened
 hierarchy (index, parent, children, group_mode, mode defaulting to
 Sequential), refusing an invalid spec, the migration registry rules, and the
-backoff formulas of RetryPolicy. Deliberately not: planning (other modules).
+backoff formulas of RetryPolicy and BackoffSettings (with jitter).
+Deliberately not: planning (other modules).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from szal.engine import (
     resolve_workflow,
     upgrade,
 )
-from szal.spec import WorkflowSpec
+from szal.spec import Backoff, BackoffSettings, WorkflowSpec
 
 
 def resolve(spec: dict[str, Any], **params: object) -> Any:
@@ -67,7 +68,7 @@ def test_template_merge() -> None:
     assert own.command.argv() == ["sh", "-c", "make"]
     assert own.command.env == (("A", "1"), ("B", "3"), ("C", "4"))
     assert own.timeout == 10.0
-    assert own.retries == RetryPolicy(limit=2, backoff="Fixed", delay=2.0, max_delay=None)
+    assert own.retries == RetryPolicy(limit=2, backoff=BackoffSettings("Fixed", 2.0, None))
     assert own.launcher == "Job"
     assert own.pod is not None and own.pod.service_account_name == "mine"
     assert own.pod.node_selector == {"x": "y"}
@@ -134,7 +135,7 @@ def test_workflow_fields_and_when() -> None:
     assert (wf.max_parallel, wf.fail_fast, wf.rollback_on_failure) == (3, True, True)
     assert wf.params == {"env": "prod"}
     a, b = wf.steps
-    assert a.retries == RetryPolicy(1, "Linear", 1.5, 60.0)
+    assert a.retries == RetryPolicy(1, BackoffSettings("Linear", 1.5, 60.0))
     assert b.depends_on == ("a",) and b.trigger == "Any"
     assert b.when is not None and not b.when.evaluate({"params": {"env": "prod"}})
     assert b.cpu == "1" and b.gpu is not None and b.gpu.count == 2
@@ -185,9 +186,19 @@ def test_invalid_spec_is_refused() -> None:
         ("Exponential", [2.0, 4.0, 7.0, 7.0]),
     ],
 )
-def test_backoff_formulas_capped_by_max_delay(backoff: str, delays: list[float]) -> None:
-    policy = RetryPolicy(limit=5, backoff=backoff, delay=2.0, max_delay=7.0)
+def test_backoff_formulas_capped_by_max_delay(backoff: Backoff, delays: list[float]) -> None:
+    policy = RetryPolicy(limit=5, backoff=BackoffSettings(backoff, delay=2.0, max_delay=7.0))
     assert [policy.delay_after(n) for n in (1, 2, 3, 4)] == delays
+
+
+def test_jitter_only_takes_off_and_is_bounded() -> None:
+    """The history mirror's settings: jitter takes off at most its fraction."""
+    jittered = BackoffSettings("Exponential", delay=0.2, max_delay=30.0, jitter=0.5)
+    assert [jittered.delay_after(n) for n in (1, 2, 3, 9, 20)] == [0.2, 0.4, 0.8, 30.0, 30.0]
+    assert jittered.delay_after(3, draw=0.0) == pytest.approx(0.4)
+    assert jittered.delay_after(3, draw=0.5) == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="jitter"):
+        BackoffSettings(jitter=1.5)
 
 
 # -- migrations ------------------------------------------------------------------

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from szal.dsl import Condition, compile_condition
 from szal.spec import (
+    BackoffSettings,
     EnvVar,
     GpuRequest,
     Launcher,
@@ -49,24 +50,20 @@ class Command:
         return [*(self.command or ()), *(self.args or ())]
 
 
+STEP_BACKOFF: Final = BackoffSettings("Fixed", delay=1.0)
+"""A step's ``retries`` as the spec defaults them: Fixed, 1 s, no cap."""
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Attempts = limit + 1; delay before attempt n+1 per ``backoff``, capped."""
+    """Attempts = limit + 1; delay before attempt n+1 per ``backoff`` (never jittered)."""
 
     limit: int = 0
-    backoff: str = "Fixed"
-    delay: float = 1.0
-    max_delay: float | None = None
+    backoff: BackoffSettings = STEP_BACKOFF
 
     def delay_after(self, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1``."""
-        if self.backoff == "Linear":
-            value = self.delay * attempt
-        elif self.backoff == "Exponential":
-            value = self.delay * (2 ** (attempt - 1))
-        else:
-            value = self.delay
-        return min(value, self.max_delay) if self.max_delay is not None else value
+        return self.backoff.delay_after(attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +149,11 @@ def _retry_policy(retries: Retries | None) -> RetryPolicy:
         return RetryPolicy()
     return RetryPolicy(
         limit=retries.limit,
-        backoff=retries.backoff,
-        delay=parse_duration(retries.delay),
-        max_delay=None if retries.max_delay is None else parse_duration(retries.max_delay),
+        backoff=BackoffSettings(
+            kind=retries.backoff,
+            delay=parse_duration(retries.delay),
+            max_delay=None if retries.max_delay is None else parse_duration(retries.max_delay),
+        ),
     )
 
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from szal.spec.backoff import Backoff
 from szal.spec.durations import DURATION_PATTERN
 
 GROUP = "szal.dev"
@@ -30,7 +31,6 @@ NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 Mode = Literal["Sequential", "Parallel", "Dag", "Hierarchical"]
 Trigger = Literal["All", "Any"]
-Backoff = Literal["Fixed", "Linear", "Exponential"]
 Launcher = Literal["Pod", "Job"]
 #: Kubernetes' own values and meaning; unset: Kubernetes' default (Always for
 #: ``:latest`` or no tag, else IfNotPresent). Ignored by the local runner.
