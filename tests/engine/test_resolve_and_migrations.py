@@ -68,7 +68,7 @@ def test_template_merge() -> None:
     assert own.command.argv() == ["sh", "-c", "make"]
     assert own.command.env == (("A", "1"), ("B", "3"), ("C", "4"))
     assert own.timeout == 10.0
-    assert own.retries == RetryPolicy(limit=2, backoff=BackoffSettings("Fixed", 2.0, None))
+    assert own.retries == RetryPolicy(limit=2, backoff="Fixed", delay=2.0, max_delay=None)
     assert own.launcher == "Job"
     assert own.pod is not None and own.pod.service_account_name == "mine"
     assert own.pod.node_selector == {"x": "y"}
@@ -135,7 +135,7 @@ def test_workflow_fields_and_when() -> None:
     assert (wf.max_parallel, wf.fail_fast, wf.rollback_on_failure) == (3, True, True)
     assert wf.params == {"env": "prod"}
     a, b = wf.steps
-    assert a.retries == RetryPolicy(1, BackoffSettings("Linear", 1.5, 60.0))
+    assert a.retries == RetryPolicy(1, "Linear", 1.5, 60.0)
     assert b.depends_on == ("a",) and b.trigger == "Any"
     assert b.when is not None and not b.when.evaluate({"params": {"env": "prod"}})
     assert b.cpu == "1" and b.gpu is not None and b.gpu.count == 2
@@ -187,8 +187,9 @@ def test_invalid_spec_is_refused() -> None:
     ],
 )
 def test_backoff_formulas_capped_by_max_delay(backoff: Backoff, delays: list[float]) -> None:
-    policy = RetryPolicy(limit=5, backoff=BackoffSettings(backoff, delay=2.0, max_delay=7.0))
+    policy = RetryPolicy(limit=5, backoff=backoff, delay=2.0, max_delay=7.0)
     assert [policy.delay_after(n) for n in (1, 2, 3, 4)] == delays
+    assert policy.settings == BackoffSettings(backoff, delay=2.0, max_delay=7.0)
 
 
 def test_jitter_only_takes_off_and_is_bounded() -> None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from szal.dsl import Condition, compile_condition
 from szal.spec import (
+    Backoff,
     BackoffSettings,
     EnvVar,
     GpuRequest,
@@ -50,20 +51,28 @@ class Command:
         return [*(self.command or ()), *(self.args or ())]
 
 
-STEP_BACKOFF: Final = BackoffSettings("Fixed", delay=1.0)
-"""A step's ``retries`` as the spec defaults them: Fixed, 1 s, no cap."""
-
-
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Attempts = limit + 1; delay before attempt n+1 per ``backoff`` (never jittered)."""
+    """A step's ``retries``, parsed: attempts = limit + 1, and the delay before
+    attempt n+1 is :class:`~szal.spec.BackoffSettings`' formula (never jittered).
+
+    The fields stay flat, as the spec writes them (callers and the conformance
+    tests read ``retries.delay``); the formula lives only in BackoffSettings.
+    """
 
     limit: int = 0
-    backoff: BackoffSettings = STEP_BACKOFF
+    backoff: Backoff = "Fixed"
+    delay: float = 1.0
+    max_delay: float | None = None
+
+    @property
+    def settings(self) -> BackoffSettings:
+        """The backoff part as the settings type every retrying part of Szál uses."""
+        return BackoffSettings(self.backoff, delay=self.delay, max_delay=self.max_delay)
 
     def delay_after(self, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1``."""
-        return self.backoff.delay_after(attempt)
+        return self.settings.delay_after(attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,11 +158,9 @@ def _retry_policy(retries: Retries | None) -> RetryPolicy:
         return RetryPolicy()
     return RetryPolicy(
         limit=retries.limit,
-        backoff=BackoffSettings(
-            kind=retries.backoff,
-            delay=parse_duration(retries.delay),
-            max_delay=None if retries.max_delay is None else parse_duration(retries.max_delay),
-        ),
+        backoff=retries.backoff,
+        delay=parse_duration(retries.delay),
+        max_delay=None if retries.max_delay is None else parse_duration(retries.max_delay),
     )
 
 

@@ -3,7 +3,8 @@
 Three parts of Szál retry, each with its own knobs but one formula:
 
 * a step's ``retries`` (:class:`szal.engine.workflow.RetryPolicy`, from the
-  spec's ``backoff``/``delay``/``maxDelay``): Fixed by default, no cap;
+  spec's ``backoff``/``delay``/``maxDelay``, whose ``settings`` are this
+  type): Fixed 1 s by default, no cap, never jittered;
 * the history mirror's failed writes (``MirrorSettings.backoff`` in
   :mod:`szal.history.mirror`): Exponential from 0.2 s to 30 s, jittered;
 * the Kubernetes client's transient errors (``RetrySettings.backoff`` in
