@@ -5,7 +5,7 @@ serving certificate, client certificates for the admin, the API server
 towards kubelets and the front proxy, the service-account signing key);
 ``node-up.sh`` for the real node's kubelet client certificate. The operator's
 own webhook certificates are made the same way, by
-``szal.runners.kubernetes.tls``.
+``szal.runners.kubernetes.tls``, whose certificate builder this uses.
 
 Usage (each command writes ``NAME.key`` / ``NAME.crt`` or ``NAME.pub`` in ``--out``):
 
@@ -21,8 +21,7 @@ openssl commands this replaces made them; key files are created 0600; every
 leaf certificate has ``CA:FALSE``, a critical key usage (digital signature,
 key encipherment) and one extended key usage; subject and authority key
 identifiers are set, so a chain is unambiguous. Runs on the project's
-virtualenv (``cryptography`` is a dependency of the package) and imports
-nothing of the project.
+virtualenv (``make install``), where ``szal`` and ``cryptography`` are.
 """
 
 from __future__ import annotations
@@ -38,6 +37,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from szal.runners.kubernetes.tls import certificate_builder, key_usage
 
 _ATTRIBUTES = {
     "CN": NameOID.COMMON_NAME,
@@ -87,43 +88,18 @@ def write_cert(path: Path, cert: x509.Certificate) -> None:
     path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def _builder(
-    subject: x509.Name, issuer: x509.Name, key: rsa.RSAPrivateKey, days: int
-) -> x509.CertificateBuilder:
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-
-
-def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=not cert_sign,
-        content_commitment=False,
-        key_encipherment=not cert_sign,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def make_ca(out: Path) -> None:
     key = new_key()
     name = parse_subject("/CN=szal-e2e-ca")
     cert = (
-        _builder(name, name, key, 3650)
+        certificate_builder(name, name, key, _now(), 3650)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_key_usage(cert_sign=True), critical=True)
+        .add_extension(key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .sign(key, hashes.SHA256())
     )
     write_key(out / "ca.key", key)
@@ -139,9 +115,10 @@ def sign(
         raise SystemExit(f"pki.py: {ca_dir / 'ca.key'} is not an RSA key")
     key = new_key()
     builder = (
-        _builder(parse_subject(subject), ca_cert.subject, key, days)
+        certificate_builder(parse_subject(subject), ca_cert.subject, key, _now(), days)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=False)
-        .add_extension(_key_usage(cert_sign=False), critical=True)
+        .add_extension(key_usage(digital_signature=True, key_encipherment=True), critical=True)
         .add_extension(x509.ExtendedKeyUsage([_USAGES[usage]]), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False

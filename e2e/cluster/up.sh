@@ -84,12 +84,13 @@ fi
 for tool in curl flock setsid; do
   command -v "$tool" >/dev/null || die "the $tool command is missing"
 done
-# Certificates are made by pki.py with the cryptography library: the project's
-# virtualenv has it (make install), or name a Python that has it in SZAL_PYTHON.
+# Certificates are made by pki.py with the cryptography library and szal's TLS
+# helpers: the project's virtualenv has both (make install), or name a Python
+# that has them in SZAL_PYTHON.
 py="${SZAL_PYTHON:-$here/../../.venv/bin/python}"
 [[ -x "$py" ]] || py=python3
-"$py" -c 'import cryptography' 2>/dev/null \
-  || die "$py cannot import cryptography (run make install, or set SZAL_PYTHON)"
+"$py" -c 'import szal.runners.kubernetes.tls' 2>/dev/null \
+  || die "$py cannot import szal and cryptography (run make install, or set SZAL_PYTHON)"
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for var in SZAL_ETCD_PORT SZAL_ETCD_PEER_PORT SZAL_APISERVER_PORT SZAL_CONTROLLER_MANAGER_PORT \
            SZAL_SCHEDULER_PORT SZAL_KWOK_PORT; do
