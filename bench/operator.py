@@ -380,6 +380,17 @@ def report(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def find_kubectl(kubectl: str) -> str:
+    """``kubectl`` from PATH, else the one the cluster build cached (the benchmarks' default)."""
+    if kubectl == "kubectl":
+        found = subprocess.run(["which", "kubectl"], capture_output=True, text=True).stdout
+        if not found.strip():
+            cache = sorted(Path.home().glob(".cache/szal/k8s-*/bin/kubectl"))
+            if cache:
+                return str(cache[-1])
+    return kubectl
+
+
 def main() -> int:
     default_kubeconfig = os.environ.get("SZAL_E2E_KUBECONFIG", "/tmp/szal-cluster/kubeconfig")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
@@ -391,12 +402,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the namespace")
     args = parser.parse_args()
-    if args.kubectl == "kubectl":
-        found = subprocess.run(["which", "kubectl"], capture_output=True, text=True).stdout
-        if not found.strip():
-            cache = sorted(Path.home().glob(".cache/szal/k8s-*/bin/kubectl"))
-            if cache:
-                args.kubectl = str(cache[-1])
+    args.kubectl = find_kubectl(args.kubectl)
     results = asyncio.run(bench(args))
     print(json.dumps(results, indent=2) if args.json else report(results))
     return 0

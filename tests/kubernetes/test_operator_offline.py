@@ -18,13 +18,10 @@ from typing import Any
 from szal.engine.actions import AttemptRef, Observation, Transition
 from szal.engine.planner import Planner, new_run_state
 from szal.engine.workflow import resolve_workflow
+from szal.runners.kubernetes.applying import per_attempt_annotations
 from szal.runners.kubernetes.events import RunRef, describe, event_body
 from szal.runners.kubernetes.observing import observe, parse_outputs, pod_view
-from szal.runners.kubernetes.reconciler import (
-    decode_pinned,
-    encode_pinned,
-    per_attempt_annotations,
-)
+from szal.runners.kubernetes.pinning import decode_pinned, encode_pinned
 from szal.spec import WorkflowSpec
 
 NOW = 1_800_000_000.0

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from szal.cli.commanding import EXIT_INVALID, EXIT_OK, Subcommand
 
 if TYPE_CHECKING:
-    from szal.runners.kubernetes.operator import OperatorSettings
+    from szal.runners.kubernetes.settings import OperatorSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -199,8 +199,8 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
     """The operator's settings from the flags; ValueError names a bad combination."""
     from szal.runners.kubernetes.electing import ElectionSettings
     from szal.runners.kubernetes.events import EventSettings
-    from szal.runners.kubernetes.operator import OperatorSettings
-    from szal.runners.kubernetes.reconciler import ReconcilerSettings
+    from szal.runners.kubernetes.runtime import ReconcilerSettings
+    from szal.runners.kubernetes.settings import OperatorSettings
 
     if args.webhook_service and not (args.webhook_secret or args.webhook_cert_dir):
         raise ValueError(
@@ -250,7 +250,7 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
 
 async def _serve(args: argparse.Namespace, settings: OperatorSettings) -> None:
     from szal.runners.kubernetes.operator import Operator
-    from szal.runners.kubernetes.reconciler import HistorySink
+    from szal.runners.kubernetes.runtime import HistorySink
 
     history: HistorySink | None = None
     mirror = None
