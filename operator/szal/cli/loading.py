@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from szal.engine.admitting import Admitted, Definition, Refused, admit, admit_definition
-from szal.engine.issues import SpecIssue
+from szal.engine.issues import SpecIssue, printable
 from szal.engine.validation import run_shape, validate_run_params
 from szal.spec import API_VERSION, ParamValue, WorkflowRun, WorkflowSpec
 
@@ -160,7 +160,7 @@ _ARGO_HINT = (
 def _name(doc: Mapping[str, Any], index: int) -> str:
     metadata = doc.get("metadata")
     name = metadata.get("name") if isinstance(metadata, Mapping) else None
-    return str(name) if name else f"document {index + 1}"
+    return printable(str(name)) if name else f"document {index + 1}"
 
 
 def _kind(doc: Mapping[str, Any], path: str, index: int) -> str:

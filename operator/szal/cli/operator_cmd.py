@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from szal.cli.commanding import EXIT_INVALID, EXIT_OK, Subcommand
+from szal.cli.commanding import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Subcommand
 
 if TYPE_CHECKING:
     from szal.runners.kubernetes.settings import OperatorSettings
@@ -272,6 +272,7 @@ async def _serve(args: argparse.Namespace, settings: OperatorSettings) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from szal.runners.kubernetes.client import CredentialsError
+    from szal.runners.kubernetes.metrics import PortUnavailable
 
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -287,6 +288,9 @@ def handle(args: argparse.Namespace) -> int:
     except CredentialsError as error:
         print(f"szal operator: {error}", file=sys.stderr)
         return EXIT_INVALID
+    except PortUnavailable as error:
+        print(f"szal operator: {error}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -172,7 +172,10 @@ async def _run(args: argparse.Namespace, loaded: object, gpus: tuple[str, ...]) 
         await store.close()
 
     if args.json:
-        json.dump(state.to_status(), sys.stdout, indent=2)
+        from szal.spec.status import status_document
+
+        # Through the status model: the same shape (and key order) as a cluster run's status.
+        json.dump(status_document(state.to_status()), sys.stdout, indent=2)
         sys.stdout.write("\n")
         sys.stdout.flush()
     else:

@@ -15,6 +15,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
+def printable(text: str) -> str:
+    """``text`` as it may be shown on one line: control and separator characters escaped.
+
+    Names and keys come from the user's document; a key such as ``"\\r"``
+    printed raw would break the one-problem-per-line output of ``szal
+    validate`` (the fuzz suite found it). Printable text is returned as is.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 @dataclass(frozen=True, slots=True)
 class SpecIssue:
     """One problem in a definition.
@@ -31,7 +43,7 @@ class SpecIssue:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.field}: " if self.field else ""
+        where = f"{printable(self.field)}: " if self.field else ""
         if self.step is not None:
             return f"step {self.step!r}: {where}{self.message}"
         return f"{where}{self.message}"

@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from szal.engine.phases import StepPhase
+from szal.engine.phases import RunPhase, StepPhase
 from szal.history.migrating import Migration, load_migrations, newest_version, refuse_newer
 from szal.history.store import (
     EVENT_COLUMNS,
@@ -63,7 +63,7 @@ from szal.history.store import (
 
 T = TypeVar("T")
 
-TERMINAL_RUN_PHASES = frozenset({"Succeeded", "Failed", "RolledBack", "Cancelled"})
+TERMINAL_RUN_PHASES = frozenset(p.value for p in RunPhase if p.is_terminal)
 BUSY_TIMEOUT_MS = 30_000
 
 # A terminal row never goes back: the engine never leaves a terminal phase, so
@@ -608,7 +608,7 @@ class SqliteStore:
             out: list[WorkflowStats] = []
             for (ns, wf), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
                 durations = sorted(d for _, d in rows if d is not None)
-                succeeded = sum(1 for p, _ in rows if p == "Succeeded")
+                succeeded = sum(1 for p, _ in rows if p == RunPhase.SUCCEEDED)
                 out.append(
                     WorkflowStats(
                         workflow=wf,

@@ -73,6 +73,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -95,7 +96,7 @@ from szal.runners.kubernetes.electing import (
     LeaderElector,
 )
 from szal.runners.kubernetes.events import EventPoster
-from szal.runners.kubernetes.metrics import MetricsServer, OperatorCollector
+from szal.runners.kubernetes.metrics import MetricsServer, OperatorCollector, check_free, listen
 from szal.runners.kubernetes.observing import LABEL_RUN, PodView, pod_view
 from szal.runners.kubernetes.pods import label_value
 from szal.runners.kubernetes.reconciler import RunReconciler
@@ -132,6 +133,7 @@ class Operator:
         self.runtime: Runtime | None = None
         self._pod_index: Any = None
         self._metrics: MetricsServer | None = None
+        self._metrics_socket: socket.socket | None = None
         self.certificates: CertificateManager | None = None
         self.elector: LeaderElector | None = None
         self._election_task: asyncio.Task[None] | None = None
@@ -157,7 +159,17 @@ class Operator:
         stop_flag: Any = None,
         ready_flag: Any = None,
     ) -> None:
-        """Run until ``stop_flag`` is set (or SIGINT/SIGTERM in the main thread)."""
+        """Run until ``stop_flag`` is set (or SIGINT/SIGTERM in the main thread).
+
+        Raises :class:`~szal.runners.kubernetes.metrics.PortUnavailable` before
+        anything starts when the metrics or webhook port cannot be listened on.
+        """
+        if self.settings.metrics_port is not None:
+            self._metrics_socket = listen(
+                self.settings.metrics_host, self.settings.metrics_port, "--metrics-port"
+            )
+        if self.settings.webhook_port is not None and self.settings.webhook_service is None:
+            check_free(self.settings.webhook_host, self.settings.webhook_port, "--webhook-port")
         if self.certificates is not None:
             # Before kopf serves: its webhook server reads the files once it starts.
             await self.certificates.ensure()
@@ -255,6 +267,7 @@ class Operator:
                 self.settings.metrics_host,
                 self.settings.metrics_port,
                 leader=lambda: self.leading,
+                sock=self._metrics_socket,
             )
             await self._metrics.start()
         if self.certificates is not None:

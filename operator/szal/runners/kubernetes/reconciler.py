@@ -57,7 +57,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from szal.engine.actions import AttemptRef, Observation, Plan, Transition
-from szal.engine.phases import RunPhase, StepPhase
+from szal.engine.phases import EventReason, RunPhase, StepPhase
 from szal.engine.planner import Planner, new_run_state
 from szal.engine.state import PinnedWorkflow, RunState, StatusDict
 from szal.engine.timestamps import format_timestamp
@@ -70,26 +70,16 @@ from szal.runners.kubernetes.finalizing import RunLifecycle
 from szal.runners.kubernetes.observing import observe, vanished
 from szal.runners.kubernetes.pinning import Refusal, RunRefused, pin_run
 from szal.runners.kubernetes.runtime import Mailbox, Runtime, patch_run_status, run_path
+from szal.spec.status import TERMINAL_RUN_PHASES, RunStatus, StepStatus, clearable_keys
 
 logger = logging.getLogger(__name__)
 
-_TERMINAL_PHASES = frozenset(p.value for p in RunPhase if p.is_terminal)
+_TERMINAL_PHASES = TERMINAL_RUN_PHASES
 
-#: Keys a step record may hold; a changed record's absent keys are sent as
-#: null so the merge patch removes what the record no longer has.
-_STEP_KEYS = (
-    "startedAt",
-    "finishedAt",
-    "attemptStartedAt",
-    "retryAt",
-    "exitCode",
-    "message",
-    "outputs",
-    "podName",
-    "finishOrder",
-    "rollback",
-)
-_RUN_KEYS = ("message",)
+#: Keys a record may drop once written (``CLEARABLE`` in the status model); a
+#: changed record's absent ones are sent as null so the merge patch removes them.
+_STEP_KEYS = clearable_keys(StepStatus)
+_RUN_KEYS = clearable_keys(RunStatus)
 
 
 # --- the status patch -------------------------------------------------------
@@ -339,7 +329,16 @@ class RunReconciler:
             await self._write_status(set())
             self.runtime.events.emit(
                 self.ref,
-                (Transition(None, "Pending", "Failed", now, "RunFailed", refused.message),),
+                (
+                    Transition(
+                        None,
+                        RunPhase.PENDING,
+                        RunPhase.FAILED,
+                        now,
+                        EventReason.RUN_FAILED,
+                        refused.message,
+                    ),
+                ),
             )
             return None
         if (
