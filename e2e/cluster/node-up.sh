@@ -132,14 +132,11 @@ fi
 log "signing the kubelet's client certificate"
 pki="$node/pki"
 cp "$dir/pki/ca.crt" "$pki/ca.crt"
-{
-  openssl req -new -newkey rsa:2048 -nodes -keyout "$pki/kubelet.key" \
-    -subj "/O=system:nodes/CN=system:node:$SZAL_NODE_NAME" -out "$pki/kubelet.csr"
-  printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
-    >"$pki/kubelet.ext"
-  openssl x509 -req -in "$pki/kubelet.csr" -CA "$dir/pki/ca.crt" -CAkey "$dir/pki/ca.key" \
-    -CAcreateserial -days 30 -sha256 -extfile "$pki/kubelet.ext" -out "$pki/kubelet.crt"
-} >>"$dir/logs/openssl.log" 2>&1 || die "signing the kubelet certificate failed"
+py="${SZAL_PYTHON:-$repo/.venv/bin/python}"
+[[ -x "$py" ]] || py=python3
+"$py" "$here/pki.py" sign --out "$pki" --ca "$dir/pki" kubelet \
+  "/O=system:nodes/CN=system:node:$SZAL_NODE_NAME" client 30 >>"$dir/logs/pki.log" 2>&1 \
+  || die "signing the kubelet certificate failed: $(tail -n 5 "$dir/logs/pki.log")"
 cat >"$node/kubelet.kubeconfig" <<EOF
 apiVersion: v1
 kind: Config

@@ -63,6 +63,7 @@ from szal.spec.models import (
     GROUP,
     NAME_PATTERN,
     VERSION,
+    CommandSpec,
     Step,
     Workflow,
     WorkflowRunSpec,
@@ -111,11 +112,22 @@ _NOT_BOTH_COMMAND_AND_SCRIPT: Final = {
     "message": "set either command (with args) or script, not both",
 }
 
+
+def _with_command_fields(model: type[CommandSpec] = CommandSpec) -> list[str]:
+    """Def names of every model that has the command fields (step, template, rollback)."""
+    return [
+        name
+        for sub in model.__subclasses__()
+        for name in [sub.__name__, *_with_command_fields(sub)]
+    ]
+
+
+#: The models holding ``command``, ``script`` and ``env`` (:class:`CommandSpec`'s subclasses).
+_COMMAND_DEFS: Final = tuple(_with_command_fields())
+
 #: CEL rules by def name: local to one object, cheap, and also checked by the engine.
 _RULES: Final[dict[str, list[dict[str, str]]]] = {
-    "Step": [_NOT_BOTH_COMMAND_AND_SCRIPT],
-    "StepTemplate": [_NOT_BOTH_COMMAND_AND_SCRIPT],
-    "Compensation": [_NOT_BOTH_COMMAND_AND_SCRIPT],
+    **{name: [_NOT_BOTH_COMMAND_AND_SCRIPT] for name in _COMMAND_DEFS},
     "WorkflowRunSpec": [
         {
             "rule": "has(self.workflowRef) != has(self.workflow)",
@@ -130,14 +142,9 @@ _RULES: Final[dict[str, list[dict[str, str]]]] = {
 _REFINEMENTS: Final[dict[tuple[str, str], Schema]] = {
     ("Step", "name"): {"pattern": NAME_PATTERN},
     ("WorkflowRef", "name"): {"pattern": OBJECT_NAME_PATTERN, "maxLength": 253},
-    ("Step", "env"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-    ("StepTemplate", "env"): {
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["name"],
-    },
-    ("Compensation", "env"): {
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["name"],
+    **{
+        (name, "env"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+        for name in _COMMAND_DEFS
     },
     ("WorkflowSpec", "params"): {
         "x-kubernetes-list-type": "map",

@@ -40,10 +40,12 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import aiohttp
 import yaml
+
+from szal.spec import BackoffSettings
 
 logger = logging.getLogger(__name__)
 
@@ -240,16 +242,18 @@ def ssl_context(creds: Credentials) -> ssl.SSLContext:
 # --- the client -------------------------------------------------------------
 
 
+REQUEST_BACKOFF: Final = BackoffSettings("Exponential", delay=0.05, max_delay=5.0)
+"""The client's default: 0.05 s doubling to 5 s between tries of one request."""
+
+
 @dataclass(frozen=True, slots=True)
 class RetrySettings:
     """How transient failures (429, 5xx, connection errors) are retried."""
 
     attempts: int = 8
     """Tries in all, including the first."""
-    initial_delay: float = 0.05
-    """Seconds before the second try; doubled each time."""
-    max_delay: float = 5.0
-    """Cap of one delay (a larger Retry-After still wins)."""
+    backoff: BackoffSettings = REQUEST_BACKOFF
+    """Delay before the next try: 0.05 s doubling to 5 s (a larger Retry-After still wins)."""
     request_timeout: float = 30.0
     """Seconds for one request, connect to last byte."""
 
@@ -319,7 +323,6 @@ class ApiClient:
         if count_as is not None:
             verb = {"POST": "create", "PUT": "update"}.get(method, method.lower())
             self.writes[(verb, count_as)] += 1
-        delay = self.retry.initial_delay
         for attempt in range(1, self.retry.attempts + 1):
             wait: float | None = None
             try:
@@ -345,12 +348,11 @@ class ApiClient:
                 error = exc
             if attempt == self.retry.attempts:
                 break
-            pause = max(min(delay, self.retry.max_delay), wait or 0.0)
+            pause = max(self.retry.backoff.delay_after(attempt), wait or 0.0)
             logger.debug(
                 "%s %s failed (%s); retry %d in %.2fs", method, path, error, attempt, pause
             )
             await asyncio.sleep(pause)
-            delay *= 2
         if isinstance(error, ApiError):
             raise error
         raise ApiError(0, "Unreachable", f"{method} {path}: {error}") from error
