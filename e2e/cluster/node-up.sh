@@ -242,6 +242,8 @@ echo 1 >"$node/fake-sysctl/panic_on_oops"
 # --- host side: bridge, NAT to the API server, cgroups -----------------------------
 log "bridge $SZAL_NODE_BRIDGE ($node_ip/24), DNAT 10.96.0.1:443 -> 127.0.0.1:$SZAL_APISERVER_PORT"
 ip link add "$SZAL_NODE_BRIDGE" type bridge
+# The bridge's name is global: only the cluster directory that made it removes it.
+echo "$SZAL_NODE_BRIDGE" >"$node/bridge"
 ip addr add "$node_ip/24" dev "$SZAL_NODE_BRIDGE"
 ip link set "$SZAL_NODE_BRIDGE" up
 echo 1 >"/proc/sys/net/ipv4/conf/$SZAL_NODE_BRIDGE/route_localnet"
