@@ -69,6 +69,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import ssl
 import tempfile
 import time
 from collections.abc import Iterable
@@ -86,6 +87,7 @@ from szal.runners.kubernetes.client import (
     group_path,
     load_credentials,
 )
+from szal.runners.kubernetes.credentials import ssl_context
 from szal.runners.kubernetes.electing import (
     ElectionSettings,
     KubernetesLeaseStore,
@@ -171,17 +173,26 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     return ks
 
 
+@dataclass(frozen=True, kw_only=True)
+class _SzalConnectionInfo(kopf.ConnectionInfo):
+    """kopf's connection with our TLS context (kopf knows no ``tls-server-name``)."""
+
+    tls: ssl.SSLContext | None = None
+
+    def as_ssl_context(self) -> ssl.SSLContext:
+        return self.tls or super().as_ssl_context()
+
+
 def connection_info(creds: Credentials) -> kopf.ConnectionInfo:
-    """The same server and identity for kopf's watches as for our writes."""
-    return kopf.ConnectionInfo(
+    """The same server, identity, TLS rules and proxy for kopf's watches as for our writes."""
+    return _SzalConnectionInfo(
         server=creds.server,
-        ca_data=creds.ca_data.encode() if creds.ca_data else None,
-        insecure=creds.insecure or None,
         token=creds.read_token(),
-        scheme="Bearer" if creds.token or creds.token_path else None,
-        certificate_data=creds.certificate_data.encode() if creds.certificate_data else None,
-        private_key_data=creds.private_key_data.encode() if creds.private_key_data else None,
+        scheme=creds.scheme if creds.token or creds.token_path else None,
         default_namespace=creds.default_namespace,
+        proxy_url=creds.proxy,
+        expiration=creds.expires_at,
+        tls=ssl_context(creds),
     )
 
 
@@ -201,6 +212,7 @@ class Operator:
         )
         self.history = history
         self.client = ApiClient(self.credentials)  # its session opens on first use
+        self._kopf_login: Credentials | None = None  # what kopf was last handed
         self.mailboxes: dict[RunKey, Mailbox] = {}
         self.registry = kopf.OperatorRegistry()
         self.kopf_settings = kopf_settings(self.settings)
@@ -253,8 +265,14 @@ class Operator:
         reg = self.registry
 
         @kopf.on.login(id="login", registry=reg)
-        def login(**_: Any) -> kopf.ConnectionInfo:
-            return connection_info(self.credentials)
+        async def login(**_: Any) -> kopf.ConnectionInfo:
+            # kopf asks again after a 401 or the expiry: renew (an exec plugin
+            # runs once even when our client saw the same 401).
+            creds = self.client.credentials
+            if self._kopf_login is not None or creds.expired():
+                creds = await self.client.renew_credentials(self._kopf_login or creds)
+            self._kopf_login = creds
+            return connection_info(creds)
 
         @kopf.on.startup(id="startup", registry=reg)
         async def startup(**_: Any) -> None:
