@@ -343,14 +343,14 @@ def load_file(
             raise _issues(gpu_issues, path, what)
 
     for key, value in (cli_params or {}).items():
-        given[key] = _convert_param(spec, key, value, path)
+        given[key] = convert_param(spec, key, value, path)
     params, issues = validate_run_params(spec, given)
     if issues:
         raise _issues(issues, path, what)
     return LoadedRun(path, workflow_name, spec, run_name, namespace, params, definition)
 
 
-def _convert_param(spec: WorkflowSpec, name: str, value: str, path: str) -> ParamValue:
+def convert_param(spec: WorkflowSpec, name: str, value: str, path: str) -> ParamValue:
     declared = next((p for p in spec.params if p.name == name), None)
     default = None if declared is None else declared.default
     if isinstance(default, bool):

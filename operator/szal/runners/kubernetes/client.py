@@ -33,10 +33,11 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -286,6 +287,43 @@ class ApiClient:
         if isinstance(error, ApiError):
             raise error
         raise ApiError(0, "Unreachable", f"{method} {path}: {error}") from error
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
+    ) -> AsyncIterator[aiohttp.StreamReader]:
+        """GET a streaming answer (a watch, followed pod logs); yield its body.
+
+        Errors are typed as for :meth:`request`; a 401 renews the credentials
+        and tries once more. Nothing is retried once the body started.
+        """
+        if self.credentials.expired():
+            await self.renew_credentials()
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=read_timeout)
+        for renewing in (True, False):
+            creds = self.credentials
+            async with self._ensure_session().get(
+                creds.server + path,
+                params=params,
+                headers=self._headers(None),
+                proxy=creds.proxy,
+                timeout=timeout,
+            ) as response:
+                if response.status < 400:
+                    yield response.content
+                    return
+                text = await response.text()
+                try:
+                    payload: JsonDict = json.loads(text) if text else {}
+                except ValueError:
+                    payload = {"message": text[:500]}
+                if not (response.status == 401 and creds.refresher and renewing):
+                    raise _error_for(response.status, payload)
+            await self.renew_credentials(creds)
 
     # --- typed calls --------------------------------------------------------
 
