@@ -75,7 +75,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 
@@ -97,6 +97,9 @@ from szal.runners.kubernetes.events import EventPoster, EventSettings
 from szal.runners.kubernetes.metrics import MetricsServer, OperatorCollector
 from szal.runners.kubernetes.observing import LABEL_RUN, PodView, pod_view
 from szal.runners.kubernetes.pods import label_value
+
+if TYPE_CHECKING:
+    from szal.runners.kubernetes.scheduling import ScheduleController
 from szal.runners.kubernetes.reconciler import (
     HistorySink,
     Mailbox,
@@ -156,6 +159,8 @@ class OperatorSettings:
     """Serve /metrics, /healthz and /readyz on this port; none: off."""
     metrics_host: str = "0.0.0.0"
     """Address of the metrics server."""
+    schedules: bool = False
+    """Run WorkflowSchedules (:mod:`szal.runners.kubernetes.scheduling`)."""
     events: EventSettings = field(default_factory=EventSettings)
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
 
@@ -213,6 +218,7 @@ class Operator:
         self.history = history
         self.client = ApiClient(self.credentials)  # its session opens on first use
         self._kopf_login: Credentials | None = None  # what kopf was last handed
+        self.schedules: ScheduleController | None = None
         self.mailboxes: dict[RunKey, Mailbox] = {}
         self.registry = kopf.OperatorRegistry()
         self.kopf_settings = kopf_settings(self.settings)
@@ -315,6 +321,11 @@ class Operator:
 
         if self.settings.webhook_port is not None or self.settings.webhook_service is not None:
             self._configure_webhooks()
+        if self.settings.schedules:
+            from szal.runners.kubernetes.scheduling import ScheduleController
+
+            self.schedules = ScheduleController(self.client, leading=lambda: self.leading)
+            self.schedules.register(reg)
 
     def _configure_webhooks(self) -> None:
         from szal.runners.kubernetes import admission, tls
@@ -426,6 +437,8 @@ class Operator:
         )
 
     async def _cleanup(self) -> None:
+        if self.schedules is not None:
+            await self.schedules.stop()
         if self._election_task is not None:
             self._election_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
