@@ -208,7 +208,7 @@ class ScheduleController:
             "message": decision.skipped or "",
             "observedGeneration": meta.get("generation"),
         }
-        await self._write_status(key, {k: v for k, v in new_status.items() if v is not None})
+        await self._write_status(key, new_status)
         if decision.next_time is None:
             return None
         return max(0.0, (decision.next_time - self.clock()).total_seconds()) + 0.05
@@ -260,8 +260,10 @@ class ScheduleController:
         return name
 
     async def _write_status(self, key: Key, status: dict[str, Any]) -> None:
+        """Merge-patch the status when it changed (a None value removes the field)."""
         body = self.bodies.get(key)
-        if body is None or (body.get("status") or {}) == status:
+        wanted = {k: v for k, v in status.items() if v is not None}
+        if body is None or (body.get("status") or {}) == wanted:
             return
         namespace, name = key
         try:
