@@ -317,15 +317,16 @@ def test_logs_of_real_containers(
         wait_phase(kubectl, namespace, "t1", ["Running", "Succeeded"], timeout=120)
         follow = szal("logs", "t1", "-f", timeout=180)  # from the first pod to the run's end
         assert follow.returncode == 0, follow.stderr
-        assert wait_phase(kubectl, namespace, "t1", timeout=120)["phase"] == "Succeeded"
+        final = wait_phase(kubectl, namespace, "t1", timeout=120)
+        assert final["phase"] == "Succeeded", final
         one = szal("logs", "t1", "hello")
-        assert one.stdout == "hello from one\nsecond line\n"
         pod = next(
             p["metadata"]["name"]
             for p in pods_of(kubectl, namespace, "t1")
             if p["metadata"]["labels"]["szal.dev/step"] == "hello"
         )
-        assert one.stdout == kubectl("logs", pod, "-n", namespace).stdout
+        beside = kubectl("logs", pod, "-n", namespace).stdout
+        assert (one.stdout, beside) == ("hello from one\nsecond line\n",) * 2, one.stderr
         every = szal("logs", "t1")
         assert every.stdout.splitlines() == [
             "[hello] hello from one",

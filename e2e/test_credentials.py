@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tests.kubernetes.kubeconfigs import exec_user, kubeconfig_text, single
 
 from e2e.conftest import Kubectl, poll_until
 from e2e.operator_support import (
@@ -104,18 +105,7 @@ class ExecIdentity:
     def wait_revoked(self, token: str) -> None:
         """Until the API server refuses ``token`` (it caches good tokens for a few seconds)."""
         probe = self.token_file.with_name("probe.kubeconfig")
-        probe.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "c", "cluster": _cluster_entry(self.kubectl)}],
-                    "users": [{"name": "t", "user": {"token": token}}],
-                    "contexts": [{"name": "p", "context": {"cluster": "c", "user": "t"}}],
-                    "current-context": "p",
-                }
-            )
-        )
+        probe.write_text(single(_cluster_entry(self.kubectl), {"token": token}))
         check = Kubectl(self.kubectl.binary, probe)
         poll_until(
             lambda: "Unauthorized" in check("get", "--raw", "/api", check=False).stderr,
@@ -125,32 +115,12 @@ class ExecIdentity:
         )
 
     def user(self) -> dict[str, Any]:
-        env = {"COUNT_FILE": self.count_file, "TOKEN_FILE": self.token_file}
-        return {
-            "exec": {
-                "apiVersion": "client.authentication.k8s.io/v1",
-                "command": str(self.script),
-                "env": [{"name": k, "value": str(v)} for k, v in env.items()],
-                "interactiveMode": "Never",
-            }
-        }
-
-    def context(self) -> dict[str, str]:
-        return {"cluster": "c", "user": "exec", "namespace": self.namespace}
+        return exec_user(
+            self.script, {"COUNT_FILE": self.count_file, "TOKEN_FILE": self.token_file}
+        )
 
     def kubeconfig(self, target: Path) -> Path:
-        target.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "c", "cluster": _cluster_entry(self.kubectl)}],
-                    "users": [{"name": "exec", "user": self.user()}],
-                    "contexts": [{"name": "x", "context": self.context()}],
-                    "current-context": "x",
-                }
-            )
-        )  # fmt: skip
+        target.write_text(single(_cluster_entry(self.kubectl), self.user(), self.namespace))
         return target
 
 
@@ -208,30 +178,13 @@ def test_two_files_and_a_context_switch(kubectl: Kubectl, namespace: str, tmp_pa
     )  # fmt: skip
     kubectl("create", "configmap", "marker", "-n", namespace, "--from-literal=a=b")
     clusters = tmp_path / "clusters.yaml"
-    clusters.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": _cluster_entry(kubectl)}],
-                "contexts": [
-                    {"name": name, "context": {"cluster": "c", "user": "sa", "namespace": ns}}
-                    for name, ns in (("here", namespace), ("elsewhere", "kube-public"))
-                ],
-                "current-context": "here",
-            }
-        )
-    )  # fmt: skip
+    contexts = {
+        name: {"cluster": "c", "user": "sa", "namespace": ns}
+        for name, ns in (("here", namespace), ("elsewhere", "kube-public"))
+    }
+    clusters.write_text(kubeconfig_text({"c": _cluster_entry(kubectl)}, {}, contexts, "here"))
     users = tmp_path / "users.yaml"
-    users.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "users": [{"name": "sa", "user": {"token": token}}],
-            }
-        )
-    )
+    users.write_text(kubeconfig_text({}, {"sa": {"token": token}}, {}))
     joined = os.pathsep.join([str(clusters), str(users)])
 
     async def scenario() -> None:

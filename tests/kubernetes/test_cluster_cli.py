@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiohttp import web
+from tests.kubernetes.kubeconfigs import single
 from tests.kubernetes.local_server import serving
 
 from szal.cli import main
@@ -30,18 +30,7 @@ from szal.cli.cluster_watch import Lines
 
 def _kubeconfig(tmp_path: Path, server: str) -> Path:
     path = tmp_path / "config"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": server}}],
-                "users": [{"name": "u", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
+    path.write_text(single(server, {"token": "t"}))
     return path
 
 

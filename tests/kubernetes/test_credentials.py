@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiohttp import web
+from tests.kubernetes.kubeconfigs import exec_user, kubeconfig_text, single
 from tests.kubernetes.local_server import serving
 
 from szal.runners.kubernetes import tls
@@ -85,32 +85,7 @@ class Plugin:
 
     def user(self) -> dict[str, Any]:
         env = {"COUNT_FILE": self.count_file, "TOKEN_FILE": self.token, "EXPIRY_FILE": self.expiry}
-        return {
-            "exec": {
-                "apiVersion": "client.authentication.k8s.io/v1",
-                "command": str(self.script),
-                "env": [{"name": k, "value": str(v)} for k, v in env.items()],
-                "interactiveMode": "Never",
-            }
-        }
-
-
-def kubeconfig(
-    clusters: dict[str, dict[str, Any]],
-    users: dict[str, dict[str, Any]],
-    contexts: dict[str, dict[str, Any]],
-    current: str | None = None,
-) -> str:
-    config: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": k, "cluster": v} for k, v in clusters.items()],
-        "users": [{"name": k, "user": v} for k, v in users.items()],
-        "contexts": [{"name": k, "context": v} for k, v in contexts.items()],
-    }
-    if current:
-        config["current-context"] = current
-    return yaml.safe_dump(config)
+        return exec_user(self.script, env)
 
 
 async def test_exec_plugin_token_is_renewed_after_401(
@@ -120,11 +95,7 @@ async def test_exec_plugin_token_is_renewed_after_401(
     plugin = Plugin(tmp_path)
     plugin.token.write_text("t1")
     path = tmp_path / "config"
-    path.write_text(
-        kubeconfig(
-            {"c": {"server": url}}, {"u": plugin.user()}, {"x": {"cluster": "c", "user": "u"}}, "x"
-        )
-    )
+    path.write_text(single(url, plugin.user()))
     creds = await load_credentials(path)
     assert (creds.token, creds.server, plugin.runs) == ("t1", url, 1)
     async with ApiClient(creds, retry=FAST) as client:
@@ -156,11 +127,7 @@ async def test_exec_plugin_expiry_renews_before_the_request(
     soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)  # inside the 10 s margin
     plugin.expiry.write_text(f', "expirationTimestamp": "{soon:%Y-%m-%dT%H:%M:%SZ}"')
     path = tmp_path / "config"
-    path.write_text(
-        kubeconfig(
-            {"c": {"server": url}}, {"u": plugin.user()}, {"x": {"cluster": "c", "user": "u"}}, "x"
-        )
-    )
+    path.write_text(single(url, plugin.user()))
     creds = await load_credentials(path)
     assert creds.expires_at is not None and creds.expired()
     plugin.expiry.write_text("")
@@ -176,7 +143,7 @@ async def test_two_files_cluster_in_one_user_in_the_other(
     (tmp_path / "ca.crt").write_text("unused")
     clusters = tmp_path / "clusters"
     clusters.write_text(
-        kubeconfig(
+        kubeconfig_text(
             {"c": {"server": url}, "other": {"server": "https://10.0.0.1"}},
             {},
             {
@@ -188,7 +155,7 @@ async def test_two_files_cluster_in_one_user_in_the_other(
     )
     users = tmp_path / "users"
     users.write_text(
-        kubeconfig(
+        kubeconfig_text(
             {"c": {"server": "https://ignored.example"}},  # the first file's "c" wins
             {"u": {"token": "t1"}},
             {},
@@ -217,12 +184,7 @@ async def test_proxy_url_carries_every_request(
     path = tmp_path / "config"
     # The server's own address is unreachable: only the proxy can answer.
     path.write_text(
-        kubeconfig(
-            {"c": {"server": "http://api.invalid:6443", "proxy-url": proxy}},
-            {"u": {"token": "t1"}},
-            {"x": {"cluster": "c", "user": "u"}},
-            "x",
-        )
+        single({"server": "http://api.invalid:6443", "proxy-url": proxy}, {"token": "t1"})
     )
     creds = await load_credentials(path)
     assert creds.proxy == proxy
@@ -254,14 +216,7 @@ async def test_tls_server_name_checks_the_certificate_against_that_name(tmp_path
         ca = base64.b64encode(pair.cert.encode()).decode()
         cluster = {"server": f"https://127.0.0.1:{port}", "certificate-authority-data": ca}
         for name, extra in (("named", {"tls-server-name": "api.internal"}), ("plain", {})):
-            (tmp_path / name).write_text(
-                kubeconfig(
-                    {"c": cluster | extra},
-                    {"u": {"token": "t"}},
-                    {"x": {"cluster": "c", "user": "u"}},
-                    "x",
-                )
-            )
+            (tmp_path / name).write_text(single(cluster | extra, {"token": "t"}))
         named = await load_credentials(tmp_path / "named")
         assert named.tls_server_name == "api.internal"
         async with ApiClient(named, retry=FAST) as client:
@@ -288,14 +243,7 @@ async def test_source_counts_loads_and_reuses_current(
     token_file = tmp_path / "token"
     token_file.write_text("f1")
     path = tmp_path / "config"
-    path.write_text(
-        kubeconfig(
-            {"c": {"server": url}},
-            {"u": {"tokenFile": str(token_file)}},
-            {"x": {"cluster": "c", "user": "u"}},
-            "x",
-        )
-    )
+    path.write_text(single(url, {"tokenFile": str(token_file)}))
     source = KubeconfigSource([path])
     first = await source.load()
     assert (first.token, source.loads) == ("f1", 1)

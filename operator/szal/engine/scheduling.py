@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
@@ -166,45 +166,22 @@ def prune(spec: WorkflowScheduleSpec, runs: Sequence[ScheduledRun]) -> tuple[str
 def decide(spec: WorkflowScheduleSpec, state: ScheduleState, now: dt.datetime) -> ScheduleDecision:
     """What the schedule does at ``now`` (see the module docstring)."""
     active = tuple(r.name for r in sorted(state.runs, key=lambda r: r.scheduled_at) if r.active)
-    delete = prune(spec, state.runs)
+    idle = ScheduleDecision(
+        delete=prune(spec, state.runs), last_scheduled=state.last_scheduled, active=active
+    )
     if spec.suspend:
-        return ScheduleDecision(
-            delete=delete, skipped="suspended", last_scheduled=state.last_scheduled, active=active
-        )
-    since = state.last_scheduled or state.created_at
-    due, earlier = _latest_due(spec, since, now)
-    next_time = next_after(spec, now)
+        return replace(idle, skipped="suspended")
+    due, earlier = _latest_due(spec, state.last_scheduled or state.created_at, now)
+    idle = replace(idle, next_time=next_after(spec, now))
     if due is None:
-        return ScheduleDecision(
-            delete=delete, next_time=next_time, last_scheduled=state.last_scheduled, active=active
-        )
+        return idle
     late = (now - due).total_seconds()
     deadline = spec.starting_deadline_seconds
     if deadline is not None and late > deadline:
-        return ScheduleDecision(
-            delete=delete,
-            missed=earlier + 1,
-            skipped=f"missed by {late:.0f}s (startingDeadlineSeconds {deadline})",
-            next_time=next_time,
-            last_scheduled=due,
-            active=active,
-        )
+        skipped = f"missed by {late:.0f}s (startingDeadlineSeconds {deadline})"
+        return replace(idle, missed=earlier + 1, skipped=skipped, last_scheduled=due)
     if active and spec.concurrency_policy == "Forbid":
-        return ScheduleDecision(
-            delete=delete,
-            missed=earlier,
-            skipped=f"Forbid: {active[-1]} is still active",
-            next_time=next_time,
-            last_scheduled=due,
-            active=active,
-        )
+        skipped = f"Forbid: {active[-1]} is still active"
+        return replace(idle, missed=earlier, skipped=skipped, last_scheduled=due)
     cancel = active if spec.concurrency_policy == "Replace" else ()
-    return ScheduleDecision(
-        start=due,
-        cancel=cancel,
-        delete=delete,
-        missed=earlier,
-        next_time=next_time,
-        last_scheduled=due,
-        active=active,
-    )
+    return replace(idle, start=due, cancel=cancel, missed=earlier, last_scheduled=due)
