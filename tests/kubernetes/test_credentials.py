@@ -226,7 +226,7 @@ async def test_tls_server_name_checks_the_certificate_against_that_name(tmp_path
             with pytest.raises(Exception, match=r"(?i)certificate|hostname|Unreachable"):
                 await client.get("/version")
         # kopf gets the same TLS context through the login handler's connection.
-        from szal.runners.kubernetes.operator import connection_info
+        from szal.runners.kubernetes.settings import connection_info
 
         info = connection_info(named)
         assert info.as_ssl_context() is not None and info.token == "t"

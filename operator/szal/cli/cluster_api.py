@@ -74,9 +74,10 @@ class Cluster:
     client: ApiClient
     namespace: str
 
-    def path(self, plural: str, name: str | None = None, namespace: str | None = None) -> str:
-        base = f"/apis/{GROUP_VERSION}/namespaces/{namespace or self.namespace}/{plural}"
-        return f"{base}/{name}" if name else base
+    def path(self, plural: str, name: str | None = None) -> str:
+        from szal.runners.kubernetes.client import group_path
+
+        return group_path(GROUP_VERSION, self.namespace, plural, name)
 
     async def not_found(self, what: str) -> ClusterError:
         """The right message for a 404: the object is missing, or the CRDs are."""
@@ -105,16 +106,18 @@ class Cluster:
 
     async def step_pods(self, run: str) -> list[JsonDict]:
         """The run's step pods (every attempt, rollbacks too)."""
+        from szal.runners.kubernetes.client import core_path
+
         return await self.client.list(
-            f"/api/v1/namespaces/{self.namespace}/pods", label_selector=f"szal.dev/run={run}"
+            core_path(self.namespace, "pods"), label_selector=f"szal.dev/run={run}"
         )
 
     async def list_runs(
         self, *, all_namespaces: bool = False, selector: str | None = None
     ) -> list[JsonDict]:
-        from szal.runners.kubernetes.client import NotFound
+        from szal.runners.kubernetes.client import NotFound, cluster_path
 
-        path = f"/apis/{GROUP_VERSION}/{RUNS}" if all_namespaces else self.path(RUNS)
+        path = cluster_path(GROUP_VERSION, RUNS) if all_namespaces else self.path(RUNS)
         try:
             return await self.client.list(path, label_selector=selector)
         except NotFound:
@@ -193,7 +196,7 @@ def run_view(obj: Mapping[str, Any]) -> tuple[ResolvedWorkflow | None, RunState]
     and its state."""
     from szal.engine.state import RunState
     from szal.engine.workflow import resolve_workflow
-    from szal.runners.kubernetes.reconciler import decode_pinned
+    from szal.runners.kubernetes.pinning import decode_pinned
 
     status = dict(obj.get("status") or {})
     state = RunState.from_status(status) if status.get("phase") else RunState.from_status(None)

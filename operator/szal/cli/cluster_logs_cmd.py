@@ -59,11 +59,13 @@ def _step_order(run: JsonDict) -> list[str]:
 
 
 async def _print_log(cluster: Cluster, pod: JsonDict, prefix: str, follow: bool) -> None:
+    from szal.runners.kubernetes.client import core_path
+
     name = pod["metadata"]["name"]
     params = {"container": "step"}
     if follow:
         params["follow"] = "true"
-    path = f"/api/v1/namespaces/{cluster.namespace}/pods/{name}/log"
+    path = core_path(cluster.namespace, "pods", name, subresource="log")
     async with cluster.client.stream(path, params=params) as body:
         pending = b""
         async for chunk in body.iter_any():
@@ -79,7 +81,7 @@ async def _print_log(cluster: Cluster, pod: JsonDict, prefix: str, follow: bool)
 
 async def _follow_all(cluster: Cluster, run_name: str, order: list[str]) -> None:
     """Every step's latest pod as it starts, until the run ended and the streams closed."""
-    from szal.runners.kubernetes.client import ApiError
+    from szal.runners.kubernetes.client import ApiError, core_path
 
     width = max((len(s) for s in order), default=0)
     followed: dict[str, asyncio.Task[None]] = {}
@@ -118,7 +120,7 @@ async def _follow_all(cluster: Cluster, run_name: str, order: list[str]) -> None
             }
             try:
                 async with cluster.client.stream(
-                    f"/api/v1/namespaces/{cluster.namespace}/pods", params=params, read_timeout=60
+                    core_path(cluster.namespace, "pods"), params=params, read_timeout=60
                 ) as body:
                     async for line in body:
                         if not line.strip():

@@ -268,7 +268,7 @@ class ScheduleController:
         namespace, name = key
         try:
             updated = await self.client.merge_patch(
-                group_path(API_VERSION, namespace, SCHEDULES, name) + "/status",
+                group_path(API_VERSION, namespace, SCHEDULES, name, subresource="status"),
                 {"status": status},
                 resource=f"{SCHEDULES}/status",
             )
