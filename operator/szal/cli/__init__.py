@@ -21,6 +21,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from szal.cli import (
+    cluster_completion_cmd,
+    cluster_control_cmd,
+    cluster_logs_cmd,
+    cluster_runs_cmd,
+    cluster_submit_cmd,
     crds_cmd,
     history_cmd,
     operator_cmd,
@@ -41,6 +46,13 @@ SUBCOMMANDS: list[Subcommand] = [
     serve_cmd.COMMAND,
     operator_cmd.COMMAND,
     crds_cmd.COMMAND,
+    # The cluster: WorkflowRuns through the API server (also as `kubectl szal`).
+    cluster_submit_cmd.COMMAND,
+    cluster_runs_cmd.LIST,
+    cluster_runs_cmd.GET,
+    cluster_logs_cmd.COMMAND,
+    *cluster_control_cmd.COMMANDS,
+    cluster_completion_cmd.COMMAND,
 ]
 
 
@@ -67,8 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: the process's) and run the subcommand; return its exit code."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["__complete"]:  # the completion scripts' hidden entry
+        return cluster_completion_cmd.complete_main(words[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

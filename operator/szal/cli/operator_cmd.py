@@ -177,6 +177,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time between renewals and acquisition tries (default: 2)",
     )
     parser.add_argument(
+        "--schedules",
+        action="store_true",
+        help="also run WorkflowSchedules (needs the workflowschedules CRD and RBAC)",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=int,
         metavar="PORT",
@@ -270,6 +275,7 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
         webhook_cert_check_interval=args.webhook_cert_check_interval,
         leader_election=election,
         metrics_port=args.metrics_port,
+        schedules=args.schedules,
         metrics_host=args.metrics_host,
         events=EventSettings(enabled=not args.no_events, step_started=args.step_started_events),
         reconciler=ReconcilerSettings(

@@ -77,7 +77,7 @@ import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 from prometheus_client.registry import Collector
@@ -104,6 +104,9 @@ from szal.runners.kubernetes.pods import label_value
 from szal.runners.kubernetes.reconciler import RunReconciler
 from szal.runners.kubernetes.runtime import HistorySink, Mailbox, Runtime, TransitionObserver
 from szal.runners.kubernetes.settings import OperatorSettings, connection_info, kopf_settings
+
+if TYPE_CHECKING:
+    from szal.runners.kubernetes.scheduling import ScheduleController
 from szal.spec import API_VERSION, GROUP, VERSION
 
 logger = logging.getLogger(__name__)
@@ -132,6 +135,8 @@ class Operator:
         )
         self.history = history
         self.client = ApiClient(self.credentials)  # its session opens on first use
+        self._kopf_login: Credentials | None = None  # what kopf was last handed
+        self.schedules: ScheduleController | None = None
         self.mailboxes: dict[RunKey, Mailbox] = {}
         self.registry = kopf.OperatorRegistry()
         self.kopf_settings = kopf_settings(self.settings)
@@ -217,8 +222,14 @@ class Operator:
         reg = self.registry
 
         @kopf.on.login(id="login", registry=reg)
-        def login(**_: Any) -> kopf.ConnectionInfo:
-            return connection_info(self.credentials)
+        async def login(**_: Any) -> kopf.ConnectionInfo:
+            # kopf asks again after a 401 or the expiry: renew (an exec plugin
+            # runs once even when our client saw the same 401).
+            creds = self.client.credentials
+            if self._kopf_login is not None or creds.expired():
+                creds = await self.client.renew_credentials(self._kopf_login or creds)
+            self._kopf_login = creds
+            return connection_info(creds)
 
         @kopf.on.startup(id="startup", registry=reg)
         async def startup(**_: Any) -> None:
@@ -265,6 +276,11 @@ class Operator:
             self.certificates = configure_webhooks(
                 self.settings, self.registry, self.kopf_settings, self.client, self.credentials
             )
+        if self.settings.schedules:
+            from szal.runners.kubernetes.scheduling import ScheduleController
+
+            self.schedules = ScheduleController(self.client, leading=lambda: self.leading)
+            self.schedules.register(reg)
 
     # --- life cycle ---------------------------------------------------------
 
@@ -306,6 +322,8 @@ class Operator:
         )
 
     async def _cleanup(self) -> None:
+        if self.schedules is not None:
+            await self.schedules.stop()
         if self._election_task is not None:
             self._election_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
