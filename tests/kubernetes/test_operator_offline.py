@@ -268,3 +268,14 @@ def test_a_retry_event_says_how_the_attempt_ended_from_the_outcome() -> None:
     assert describe(failed).startswith("step get: Running -> Waiting (attempt 1 failed)")
     assert describe(timed_out).startswith("step get: Running -> Waiting (attempt 1 timed out)")
     assert event_body(run, failed, "op-0")["type"] == "Warning"
+
+
+def test_workflow_status_patch_counts_steps_once_per_generation() -> None:
+    from szal.runners.kubernetes.workflows import status_patch
+
+    spec = {"steps": [{"name": "a", "script": "true", "steps": [{"name": "b", "script": "x"}]}]}
+    body: dict[str, Any] = {"metadata": {"generation": 3}, "spec": spec}
+    assert status_patch(body) == {"status": {"stepCount": 2, "observedGeneration": 3}}
+    body["status"] = {"observedGeneration": 3}
+    assert status_patch(body) is None  # current already: no write
+    assert status_patch({"metadata": {"generation": 1}, "spec": {"steps": [{"nam": 1}]}}) is None

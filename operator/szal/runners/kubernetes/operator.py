@@ -104,6 +104,7 @@ from szal.runners.kubernetes.pods import label_value
 from szal.runners.kubernetes.reconciler import RunReconciler
 from szal.runners.kubernetes.runtime import HistorySink, Mailbox, Runtime, TransitionObserver
 from szal.runners.kubernetes.settings import OperatorSettings, connection_info, kopf_settings
+from szal.runners.kubernetes.workflows import update_workflow_status
 
 if TYPE_CHECKING:
     from szal.runners.kubernetes.scheduling import ScheduleController
@@ -477,38 +478,8 @@ class Operator:
 
     async def _on_workflow(self, body: dict[str, Any]) -> None:
         """Keep ``status.stepCount`` (the STEPS column) and observedGeneration current."""
-        from szal.spec import Step
-        from szal.spec.crd import count_steps
-
-        meta = body.get("metadata") or {}
-        status = body.get("status") or {}
-        if (
-            self.runtime is None
-            or not self.leading
-            or status.get("observedGeneration") == meta.get("generation")
-        ):
-            return
-        try:
-            steps = [Step.model_validate(s) for s in (body.get("spec") or {}).get("steps") or []]
-        except ValueError:
-            return  # admission refuses these; nothing to count
-        patch = {
-            "status": {
-                "stepCount": count_steps(steps),
-                "observedGeneration": meta.get("generation"),
-            }
-        }
-        path = group_path(
-            API_VERSION,
-            str(meta.get("namespace")),
-            "workflows",
-            str(meta.get("name")),
-            subresource="status",
-        )
-        try:
-            await self.runtime.client.merge_patch(path, patch, resource="workflows/status")
-        except ApiError as error:
-            logger.warning("cannot update status of Workflow %s: %s", meta.get("name"), error)
+        if self.runtime is not None and self.leading:
+            await update_workflow_status(self.runtime.client, body)
 
 
 def _collection(namespace: str | None, plural: str) -> str:
