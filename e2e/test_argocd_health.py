@@ -106,7 +106,7 @@ class Scenario:
         self.captured: dict[str, dict[str, Any]] = {}
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
-        obj = self.kubectl.get(kind.lower(), name, self.namespace)
+        obj = self.kubectl.get(f"{kind.lower()}s.szal.dev", name, self.namespace)
         assert obj is not None, f"{kind} {name} is gone"
         return obj
 

@@ -142,3 +142,18 @@ async def test_detail_merges_live_attempts_with_stored_history(store: SqliteStor
         ("b", 1, "Running"),
     ]
     assert [e.new for e in detail.events] == ["Running"]
+
+
+async def test_the_history_source_migrates_a_fresh_store_before_reading(tmp_path: Path) -> None:
+    """The operator's mirror migrates only when it first writes; the API may read first."""
+    from szal.history.sqlite import SqliteStore
+    from szal.history.store import RunQuery
+    from szal.serving.sources import HistorySource
+
+    store = SqliteStore(tmp_path / "fresh.db")
+    try:
+        source = HistorySource(store)
+        assert (await source.list_runs(RunQuery())).runs == []
+        assert await source.get_run("default", "nope") is None
+    finally:
+        await store.close()

@@ -14,7 +14,8 @@ another namespace is "not found", never a leak across namespaces.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from szal.history.store import (
@@ -59,17 +60,34 @@ class _WorkflowLookup(Protocol):
     ) -> WorkflowRecord | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass
 class HistorySource:
-    """A :class:`RunSource` over one history store."""
+    """A :class:`RunSource` over one history store.
+
+    The schema comes first: the operator's mirror migrates the store only
+    when it first writes, so an API request on a fresh database could come
+    earlier (``relation "runs" does not exist``). Every read here migrates
+    once before (idempotent; a database that is down fails that request
+    and the next one tries again).
+    """
 
     store: ExecutionStore
+    _migrated: bool = field(default=False, init=False, repr=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+
+    async def _ready(self) -> ExecutionStore:
+        if not self._migrated:
+            async with self._lock:
+                if not self._migrated:
+                    await self.store.migrate()
+                    self._migrated = True
+        return self.store
 
     async def list_runs(self, query: RunQuery) -> RunPage:
-        return await self.store.list_runs(query)
+        return await (await self._ready()).list_runs(query)
 
     async def get_run(self, namespace: str, ref: str) -> RunDetail | None:
-        detail = await self.store.get_run(ref, namespace)
+        detail = await (await self._ready()).get_run(ref, namespace)
         if detail is None or detail.run.namespace != namespace:
             return None
         return detail
@@ -78,12 +96,14 @@ class HistorySource:
         lookup: _WorkflowLookup | None = getattr(self.store, "get_workflow", None) and self.store  # type: ignore[assignment]
         if lookup is None:
             return None
+        await self._ready()
         record = await lookup.get_workflow(run.namespace, run.workflow, run.spec_hash)
         return record.spec if record is not None else None
 
     async def get_log(
         self, run: RunRecord, step: str, attempt: int | None, rollback: bool
     ) -> StepLog:
+        await self._ready()
         if rollback:
             text = await self.store.get_rollback_log(run.uid, step)
         else:
