@@ -8,9 +8,10 @@ Typical use by a runner::
     workflow = parse_workflow(document, source=path)          # WorkflowInvalid
     params, issues = validate_run_params(workflow.spec, given)
     resolved = resolve_workflow(workflow.spec, name=..., params=params)
+    compiled = compile_workflow(resolved)    # immutable, shareable between runs
     state = new_run_state(resolved)          # or RunState.from_status(saved)
-    planner = Planner(resolved, run_name=run)
-    plan = planner.plan(state, observations, now)
+    session = compiled.attach(state, run_name=run)
+    plan = session.plan(observations, now)   # changes session.state in place
 """
 
 from szal.engine.actions import (
@@ -22,6 +23,7 @@ from szal.engine.actions import (
     Stop,
     Transition,
 )
+from szal.engine.compiled import CompiledWorkflow, compile_workflow, new_run_state
 from szal.engine.environment import param_variable, run_context, step_environment
 from szal.engine.migrations import (
     CURRENT_VERSION,
@@ -40,14 +42,14 @@ from szal.engine.phases import (
     run_transition,
     step_transition,
 )
-from szal.engine.planner import (
+from szal.engine.planner import PlanSession
+from szal.engine.readiness import (
     CONDITION_NOT_MET,
     DEPENDENCY_FAILED,
     PARENT_STEP_FAILED,
     PRIOR_STEP_FAILED,
-    Planner,
-    new_run_state,
 )
+from szal.engine.rollback import Rollback
 from szal.engine.state import PinnedWorkflow, RollbackState, RunState, StepState
 from szal.engine.validation import (
     SpecIssue,
@@ -78,6 +80,7 @@ __all__ = [
     "Action",
     "AttemptRef",
     "Command",
+    "CompiledWorkflow",
     "InvalidTransition",
     "Launch",
     "MigrationError",
@@ -85,10 +88,11 @@ __all__ = [
     "Observation",
     "PinnedWorkflow",
     "Plan",
-    "Planner",
+    "PlanSession",
     "ResolvedStep",
     "ResolvedWorkflow",
     "RetryPolicy",
+    "Rollback",
     "RollbackState",
     "RunPhase",
     "RunState",
@@ -98,6 +102,7 @@ __all__ = [
     "Stop",
     "Transition",
     "WorkflowInvalid",
+    "compile_workflow",
     "default_registry",
     "definition_version",
     "issues_from_validation_error",

@@ -62,10 +62,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from szal.engine.actions import AttemptRef, Launch, Observation, Plan, Stop, Transition
+from szal.engine.compiled import compile_workflow, new_run_state
 from szal.engine.environment import step_environment
 from szal.engine.migrations import upgrade
 from szal.engine.phases import RunPhase, StepPhase
-from szal.engine.planner import Planner, new_run_state
+from szal.engine.planner import PlanSession
 from szal.engine.state import PinnedWorkflow, RunState, StatusDict
 from szal.engine.timestamps import format_timestamp
 from szal.engine.validation import (
@@ -308,7 +309,7 @@ class RunReconciler:
         self.ref = RunRef(mailbox.namespace, mailbox.name, mailbox.uid)
         self.state: RunState | None = None
         self.workflow: ResolvedWorkflow | None = None
-        self.planner: Planner | None = None
+        self.planner: PlanSession | None = None
         self.finished = False
         self._pinned_text: str | None = None  # written with the first patch
         self._definition: dict[str, Any] = {}
@@ -446,7 +447,6 @@ class RunReconciler:
             finalizing.has_finalizer(body) and finalizing.deletion_requested_at(body) is not None
         )
         plan = self.planner.plan(
-            self.state,
             observations,
             now,
             suspend=bool(spec.get("suspend")),
@@ -462,7 +462,6 @@ class RunReconciler:
             plan = _merge(
                 plan,
                 self.planner.plan(
-                    self.state,
                     gone,
                     now,
                     suspend=bool(spec.get("suspend")),
@@ -542,7 +541,6 @@ class RunReconciler:
             # Before the first pod exists: no history without the finalizer.
             await self._add_finalizer()
         self.workflow = workflow
-        self.planner = Planner(workflow)
         self._launchers = {s.name: s.launcher for s in workflow.steps}
         if state is None:
             state = new_run_state(workflow)
@@ -561,6 +559,7 @@ class RunReconciler:
         if state.workflow is None:
             state.workflow = PinnedWorkflow(workflow.name, workflow.version, workflow.spec_hash)
         self.state = state
+        self.planner = compile_workflow(workflow).attach(state)
         # Everything observed so far, oldest finish first (rollback order).
         views = sorted(
             self.runtime.pods_of(self.ref.namespace, self.ref.name),
