@@ -66,21 +66,27 @@ Where a new kind of decision goes: a new phase change is one more
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable
 
 from szal.engine.actions import (
     Action,
     AttemptRef,
-    Launch,
     Observation,
     Plan,
     Stop,
     StopReason,
     Transition,
 )
+from szal.engine.attempts import Attempts
 from szal.engine.compiled import CompiledWorkflow, compile_workflow, new_run_state
-from szal.engine.phases import RunPhase, StepPhase, run_transition, step_transition
+from szal.engine.phases import (
+    STEP_TRANSITIONS,
+    InvalidTransition,
+    RunPhase,
+    StepPhase,
+    run_transition,
+    step_transition,
+)
 from szal.engine.readiness import (
     CONDITION_NOT_MET,
     DEPENDENCY_FAILED,
@@ -90,7 +96,6 @@ from szal.engine.readiness import (
 )
 from szal.engine.rollback import Rollback
 from szal.engine.state import RunState, StepState
-from szal.spec.durations import format_duration
 
 __all__ = [
     "CONDITION_NOT_MET",
@@ -103,7 +108,6 @@ __all__ = [
     "new_run_state",
 ]
 
-_PENDING = StepPhase.PENDING
 _WAITING = StepPhase.WAITING
 _RUNNING = StepPhase.RUNNING
 _SUCCEEDED = StepPhase.SUCCEEDED
@@ -111,11 +115,19 @@ _FAILED = StepPhase.FAILED
 _TIMED_OUT = StepPhase.TIMED_OUT
 _SKIPPED = StepPhase.SKIPPED
 _CANCELLED = StepPhase.CANCELLED
+_STEP_DONE = frozenset(phase for phase in StepPhase if phase.is_terminal)
+
+# Enum members are class attributes, several times slower to reach than
+# module globals; the hot paths use these.
+_R_PENDING = RunPhase.PENDING
+_R_RUNNING = RunPhase.RUNNING
+_R_PAUSED = RunPhase.PAUSED
+_R_ROLLING_BACK = RunPhase.ROLLING_BACK
+_RUN_DONE = frozenset(phase for phase in RunPhase if phase.is_terminal)
 
 # Enum ``.value`` is a descriptor call; a dict lookup is several times faster.
 _VALUE: dict[StepPhase, str] = {phase: phase.value for phase in StepPhase}
 
-_OBS_RANK = {"Pending": 0, "Running": 1, "Succeeded": 2, "Failed": 2}
 
 _STEP_EVENTS = {
     _RUNNING: "StepStarted",
@@ -163,6 +175,7 @@ class PlanSession:
         self._timeout = compiled.timeout
         self._retries = compiled.retries
         self._max_parallel = compiled.max_parallel
+        self._n = compiled.n
         self._actions: list[Action] = []
         self._transitions: list[Transition] = []
         self._changed: set[str] = set()
@@ -174,45 +187,29 @@ class PlanSession:
                 rec = state.steps[name] = StepState()
             recs.append(rec)
         self._rec = recs
-        self._retry_heap: list[tuple[float, int, int]] = []
-        self._timeout_heap: list[tuple[float, int, int]] = []
         n = compiled.n
         finished = 0
         orders: list[int] = []
-        running = 0
         failures: list[tuple[int, int]] = []
         for i, rec in enumerate(recs):
             phase = rec.phase
-            if phase.is_terminal:
+            if phase in _STEP_DONE:
                 finished += 1
                 if rec.finish_order is not None:
                     orders.append(rec.finish_order)
                 if phase is _FAILED or phase is _TIMED_OUT:
                     failures.append((rec.finish_order if rec.finish_order is not None else n, i))
-            elif phase is _RUNNING:
-                if rec.attempts > 0:
-                    running += 1
-                timeout = self._timeout[i]
-                if timeout is not None and rec.attempts > 0:
-                    start = rec.attempt_started_at
-                    if start is None:
-                        start = rec.started_at if rec.started_at is not None else 0.0
-                    self._timeout_heap.append((start + timeout, i, rec.attempts))
-            elif phase is _WAITING:
-                at = rec.retry_at if rec.retry_at is not None else 0.0
-                self._retry_heap.append((at, i, rec.attempts))
-        heapq.heapify(self._timeout_heap)
-        heapq.heapify(self._retry_heap)
         state.finished_count = finished
         state.next_finish_order = max(orders) + 1 if orders else 0
-        self._running = running
         failures.sort()
         self._failures = [i for _, i in failures]
+        # The parts, in dependency order: attempts bind readiness and rollback.
         readiness = self._readiness = Readiness(self)
         self._work = readiness.work
-        self._launch_queue = readiness.queue
-        self._decided = readiness.decided
         self._rollback = Rollback(self)
+        attempts = self._attempts = Attempts(self)
+        self._observe = attempts.observe
+        self._launch = attempts.launch
 
     # ------------------------------------------------------------------
     # The entry point
@@ -227,17 +224,18 @@ class PlanSession:
         cancel: bool = False,
     ) -> Plan:
         """Apply ``observations`` to the state (in place) and decide what to do at ``now``."""
-        self._actions = []
-        self._transitions = []
-        self._changed = set()
+        # Cleared, not replaced: the parts hold these very objects.
+        self._actions.clear()
+        self._transitions.clear()
+        self._changed.clear()
         self._run_changed = False
         self._readiness.sweep = None
         rollback = self._rollback
         rollback.forget_observations()
         state = self.state
-        if state.phase.is_terminal:
+        if state.phase in _RUN_DONE:
             return self._result(None)
-        if state.phase is RunPhase.PENDING:
+        if state.phase is _R_PENDING:
             if cancel:
                 self._cancel_all(now, "run cancelled", "cancel")
                 self._run_change(RunPhase.CANCELLED, now, "RunCancelled", "run cancelled")
@@ -250,7 +248,7 @@ class PlanSession:
             self._readiness.decide_deferred(now)
         phase = state.phase
         if cancel:
-            if phase is RunPhase.ROLLING_BACK:
+            if phase is _R_ROLLING_BACK:
                 rollback.apply_observations()
                 rollback.cancel(now)
             else:
@@ -258,15 +256,11 @@ class PlanSession:
                 self._run_change(RunPhase.CANCELLED, now, "RunCancelled", "run cancelled")
             return self._result(None)
         deadline = self._deadline()
-        if (
-            deadline is not None
-            and now >= deadline
-            and phase in (RunPhase.RUNNING, RunPhase.PAUSED)
-        ):
+        if deadline is not None and now >= deadline and (phase is _R_RUNNING or phase is _R_PAUSED):
             limit = self.compiled.deadline_message
             self._cancel_all(now, f"run deadline exceeded ({limit})", "deadline")
-            if phase is RunPhase.PAUSED:
-                self._run_change(RunPhase.RUNNING, now, "RunResumed", "")
+            if phase is _R_PAUSED:
+                self._run_change(_R_RUNNING, now, "RunResumed", "")
             self._run_change(
                 RunPhase.FAILED,
                 now,
@@ -275,19 +269,25 @@ class PlanSession:
                 reason="DeadlineExceeded",
             )
             return self._result(None)
-        if self._timeout_heap:
-            self._expire_timeouts(now)
-        if phase is RunPhase.ROLLING_BACK:
+        attempts = self._attempts
+        if attempts.timeout_heap:
+            attempts.expire(now)
+        if phase is _R_ROLLING_BACK:
             rollback.expire(now)
-        if state.phase is RunPhase.RUNNING and suspend:
-            self._run_change(RunPhase.PAUSED, now, "RunPaused", "run suspended")
-        elif state.phase is RunPhase.PAUSED and not suspend:
-            self._run_change(RunPhase.RUNNING, now, "RunResumed", "")
-        if state.phase is RunPhase.RUNNING:
-            self._launch(now)
-            if state.finished_count == self.compiled.n:
+        phase = state.phase
+        if phase is _R_RUNNING:
+            if suspend:
+                self._run_change(_R_PAUSED, now, "RunPaused", "run suspended")
+        elif phase is _R_PAUSED and not suspend:
+            self._run_change(_R_RUNNING, now, "RunResumed", "")
+        phase = state.phase
+        if phase is _R_RUNNING:
+            if attempts.retry_heap or self._readiness.queue:
+                self._launch(now)
+            if state.finished_count == self._n:
                 self._finish_run(now)
-        if state.phase is RunPhase.ROLLING_BACK:
+                phase = state.phase
+        if phase is _R_ROLLING_BACK:
             rollback.apply_observations()
             rollback.expire(now)
             rollback.advance(now)
@@ -317,7 +317,9 @@ class PlanSession:
         rec = self._rec[i]
         old = rec.phase
         name = self._names[i]
-        rec.phase = step_transition(old, new, step=name)
+        if new not in STEP_TRANSITIONS[old]:  # phases.step_transition, inlined (hot)
+            raise InvalidTransition(f"step {name!r}", old, new)
+        rec.phase = new
         rec.message = message
         self._transitions.append(
             Transition(
@@ -417,157 +419,6 @@ class PlanSession:
         return f"skipped by failFast: step {failed!r} failed"
 
     # ------------------------------------------------------------------
-    # Attempts
-    # ------------------------------------------------------------------
-
-    def _start_attempt(self, i: int, now: float) -> None:
-        rec = self._rec[i]
-        rec.attempts += 1
-        self._step_change(i, _RUNNING, now, None)
-        if rec.started_at is None:
-            rec.started_at = now
-        rec.attempt_started_at = now
-        rec.retry_at = None
-        rec.exit_code = None  # exit code and outputs are the current attempt's
-        rec.outputs = None
-        self._running += 1
-        step = self._steps[i]
-        timeout = self._timeout[i]
-        self._actions.append(
-            Launch(AttemptRef(self._names[i], rec.attempts), step, step.command, timeout)
-        )
-        if timeout is not None:
-            heapq.heappush(self._timeout_heap, (now + timeout, i, rec.attempts))
-
-    def _launch(self, now: float) -> None:
-        limit = self._max_parallel
-        recs = self._rec
-        heap = self._retry_heap
-        while heap and heap[0][0] <= now and self._running < limit:
-            _, i, attempt = heapq.heappop(heap)
-            rec = recs[i]
-            if rec.phase is _WAITING and rec.attempts == attempt:
-                self._start_attempt(i, now)
-        queue = self._launch_queue
-        while queue and self._running < limit:
-            i = queue.popleft()
-            if recs[i].phase is _PENDING:
-                self._start_attempt(i, now)
-
-    def _fail_attempt(
-        self, i: int, at: float, message: str, exit_code: int | None, timed_out: bool
-    ) -> None:
-        rec = self._rec[i]
-        policy = self._retries[i]
-        if rec.attempts < policy.limit + 1:
-            delay = policy.delay_after(rec.attempts)
-            rec.retry_at = at + delay
-            self._step_change(
-                i,
-                _WAITING,
-                at,
-                f"attempt {rec.attempts} {message}; retrying in {format_duration(delay)}",
-                exit_code,
-            )
-            heapq.heappush(self._retry_heap, (rec.retry_at, i, rec.attempts))
-        else:
-            self._step_change(i, _TIMED_OUT if timed_out else _FAILED, at, message, exit_code)
-            self._terminal(i, at)
-
-    def _observe(self, observations: Iterable[Observation], now: float) -> None:
-        obs_list = list(observations)
-        if not obs_list:
-            return
-        if len(obs_list) > 1:
-            obs_list.sort(key=self._obs_key)
-        index = self._index
-        recs = self._rec
-        readiness = self._readiness
-        for obs in obs_list:
-            ref = obs.ref
-            i = index.get(ref.step)
-            if i is None:
-                continue
-            if ref.rollback:
-                # Applied once the run is rolling back: the rollback may begin in this call.
-                self._rollback.defer(i, obs)
-                continue
-            rec = recs[i]
-            attempt = ref.attempt
-            phase = rec.phase
-            if phase is _RUNNING and attempt == rec.attempts:
-                pass
-            elif (phase is _PENDING or phase is _WAITING) and attempt == rec.attempts + 1:
-                # Launched, then the runner stopped before saving: adopt, never relaunch.
-                self._decided[i] = True
-                rec.attempts = attempt
-                self._step_change(i, _RUNNING, obs.at, None)
-                if rec.started_at is None:
-                    rec.started_at = obs.at
-                rec.attempt_started_at = obs.at
-                rec.retry_at = None
-                rec.exit_code = None
-                rec.outputs = None
-                self._running += 1
-                timeout = self._timeout[i]
-                if timeout is not None:
-                    heapq.heappush(self._timeout_heap, (obs.at + timeout, i, attempt))
-            else:
-                continue  # stale: an older attempt, or a step already finished
-            state = obs.state
-            if state == "Succeeded":
-                self._running -= 1
-                rec.exit_code = obs.exit_code
-                if obs.outputs is not None:
-                    rec.outputs = dict(obs.outputs)
-                self._step_change(i, _SUCCEEDED, obs.at, obs.message, obs.exit_code)
-                self._terminal(i, obs.at)
-                readiness.drain(now)
-            elif state == "Failed":
-                self._running -= 1
-                rec.exit_code = obs.exit_code
-                if obs.outputs is not None:
-                    rec.outputs = dict(obs.outputs)
-                if obs.message:
-                    message = obs.message
-                elif obs.exit_code is not None:
-                    message = f"failed with exit code {obs.exit_code}"
-                else:
-                    message = "failed"
-                self._fail_attempt(i, obs.at, message, obs.exit_code, timed_out=False)
-                readiness.drain(now)
-            elif state == "Pending":
-                if obs.message and obs.message != rec.message:
-                    rec.message = obs.message
-                    self._changed.add(ref.step)
-            elif rec.message is not None:  # Running: the wait is over
-                rec.message = None
-                self._changed.add(ref.step)
-
-    def _obs_key(self, obs: Observation) -> tuple[int, int, int]:
-        ref = obs.ref
-        if ref.rollback:
-            i = self._index.get(ref.step)
-            order = self._rec[i].finish_order if i is not None else None
-            return (1, -(order if order is not None else -1), _OBS_RANK.get(obs.state, 0))
-        return (0, ref.attempt, _OBS_RANK.get(obs.state, 0))
-
-    def _expire_timeouts(self, now: float) -> None:
-        heap = self._timeout_heap
-        recs = self._rec
-        while heap and heap[0][0] <= now:
-            _, i, attempt = heapq.heappop(heap)
-            rec = recs[i]
-            if rec.phase is not _RUNNING or rec.attempts != attempt:
-                continue
-            self._actions.append(Stop(AttemptRef(self._names[i], attempt), "timeout"))
-            self._running -= 1
-            message = self.compiled.timeout_message[i]
-            assert message is not None
-            self._fail_attempt(i, now, message, None, timed_out=True)
-            self._readiness.drain(now)
-
-    # ------------------------------------------------------------------
     # Ending a run
     # ------------------------------------------------------------------
 
@@ -583,15 +434,15 @@ class PlanSession:
         state = self.state
         for i, rec in enumerate(self._rec):
             phase = rec.phase
-            if phase.is_terminal:
+            if phase in _STEP_DONE:
                 continue
             if phase is _RUNNING and rec.attempts > 0:
                 self._actions.append(Stop(AttemptRef(self._names[i], rec.attempts), reason))
-                self._running -= 1
+                self._attempts.running -= 1
             self._step_change(i, _CANCELLED, now, message)
             rec.finished_at = now
             state.finished_count += 1
-        self._launch_queue.clear()
+        self._readiness.queue.clear()
 
     def _failure_message(self) -> str:
         failures = self._failures
@@ -616,33 +467,22 @@ class PlanSession:
     # ------------------------------------------------------------------
 
     def _wake_at(self, now: float) -> float | None:
-        state = self.state
-        if state.phase.is_terminal:
+        """The earliest live timer: attempt timeout, compensation timeout, retry, deadline."""
+        phase = self.state.phase
+        if phase in _RUN_DONE:
             return None
-        candidates: list[float] = []
-        heap = self._timeout_heap
-        recs = self._rec
-        while heap:
-            _, i, attempt = heap[0]
-            rec = recs[i]
-            if rec.phase is _RUNNING and rec.attempts == attempt:
-                candidates.append(heap[0][0])
-                break
-            heapq.heappop(heap)
-        compensation = self._rollback.next_timeout()
-        if compensation is not None:
-            candidates.append(compensation)
-        retries = self._retry_heap
-        while retries:
-            _, i, attempt = retries[0]
-            rec = recs[i]
-            if rec.phase is _WAITING and rec.attempts == attempt:
-                if state.phase is RunPhase.RUNNING and self._running < self._max_parallel:
-                    candidates.append(retries[0][0])
-                break
-            heapq.heappop(retries)
-        if state.phase in (RunPhase.RUNNING, RunPhase.PAUSED):
+        attempts = self._attempts
+        wake = attempts.next_timeout() if attempts.timeout_heap else None
+        if phase is _R_ROLLING_BACK:
+            compensation = self._rollback.next_timeout()
+            if compensation is not None and (wake is None or compensation < wake):
+                wake = compensation
+        if phase is _R_RUNNING and attempts.retry_heap:
+            retry = attempts.next_retry()
+            if retry is not None and (wake is None or retry < wake):
+                wake = retry
+        if phase is _R_RUNNING or phase is _R_PAUSED:
             deadline = self._deadline()
-            if deadline is not None:
-                candidates.append(deadline)
-        return min(candidates) if candidates else None
+            if deadline is not None and (wake is None or deadline < wake):
+                wake = deadline
+        return wake

@@ -42,6 +42,7 @@ _PENDING = StepPhase.PENDING
 _RUNNING = StepPhase.RUNNING
 _SUCCEEDED = StepPhase.SUCCEEDED
 _SKIPPED = StepPhase.SKIPPED
+_STEP_DONE = frozenset(phase for phase in StepPhase if phase.is_terminal)
 
 # Outcome of a step's unit (the step and its subtree) for its sibling group.
 OK = 0  # succeeded
@@ -117,7 +118,7 @@ class Readiness:
                     child_bad = True
             self._open_children[i] = open_children
             self._child_bad[i] = child_bad
-            if recs[i].phase.is_terminal and open_children == 0:
+            if recs[i].phase in _STEP_DONE and open_children == 0:
                 self._unit_done[i] = True
                 self._outcome[i] = self._unit_outcome(i)
         if session.state.phase is RunPhase.PENDING:
