@@ -7,7 +7,8 @@ running attempts by their per-attempt deadline (both with lazy deletion:
 an entry is live while the step is still in that attempt). The session
 calls :meth:`Attempts.observe` with each plan call's observations,
 :meth:`Attempts.expire` for timeouts and :meth:`Attempts.launch` to fill
-free slots from due retries first, then from the readiness queue.
+free slots from due retries first, then from the readiness queue (ready
+steps in definition order).
 
 Decisions: observations are applied oldest attempt first, a terminal state
 after Running (so a batch replayed after a restart lands in order); an
@@ -139,7 +140,7 @@ class Attempts:
                 self._start(i, now)
         queue = self._queue
         while queue and self.running < limit:
-            i = queue.popleft()
+            i = heapq.heappop(queue)
             if recs[i].phase is _PENDING:
                 self._start(i, now)
 

@@ -224,11 +224,6 @@ class PlanSession:
         cancel: bool = False,
     ) -> Plan:
         """Apply ``observations`` to the state (in place) and decide what to do at ``now``."""
-        # Cleared, not replaced: the parts hold these very objects.
-        self._actions.clear()
-        self._transitions.clear()
-        self._changed.clear()
-        self._run_changed = False
         self._readiness.sweep = None
         rollback = self._rollback
         rollback.forget_observations()
@@ -294,13 +289,21 @@ class PlanSession:
         return self._result(self._wake_at(now))
 
     def _result(self, wake_at: float | None) -> Plan:
-        return Plan(
+        plan = Plan(
             actions=tuple(self._actions),
             transitions=tuple(self._transitions),
             wake_at=wake_at,
             changed_steps=frozenset(self._changed),
             run_changed=self._run_changed,
         )
+        # Cleared, not replaced: the parts hold these very objects. Changes
+        # made while attaching (a missing rollback record) go out with the
+        # first plan.
+        self._actions.clear()
+        self._transitions.clear()
+        self._changed.clear()
+        self._run_changed = False
+        return plan
 
     # ------------------------------------------------------------------
     # Phase changes

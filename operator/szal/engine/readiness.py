@@ -7,7 +7,10 @@ terminal the session appends it to :attr:`Readiness.work` and calls
 its children's group) and up to its parent, iteratively, so a 10,000-step
 chain never recurses. Steps found ready go through failFast and ``when``
 and land in :attr:`Readiness.queue`, which the session launches from under
-``maxParallel``; steps that may never run are Skipped with the reason in
+``maxParallel`` in definition order (a heap of step indexes, not arrival
+order: the set of ready steps can be rebuilt from the status, their arrival
+order cannot, so a restart launches in the same order a session that never
+stopped would); steps that may never run are Skipped with the reason in
 their message (``dependency failed``, ``prior step failed``,
 ``parent step failed``, ``condition not met``).
 
@@ -24,6 +27,7 @@ precomputed per-step data in :mod:`szal.engine.compiled`.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +97,7 @@ class Readiness:
         self._members = compiled.members
         self._pos = compiled.pos
         self.work: deque[int] = deque()  # steps that just became terminal
-        self.queue: deque[int] = deque()  # ready steps waiting for a slot
+        self.queue: list[int] = []  # heap: ready steps waiting for a slot
         self.decided = [rec.phase is not _PENDING for rec in recs]
         self._remaining = [len(d) for d in compiled.deps]
         self._dep_bad = [False] * n
@@ -321,7 +325,7 @@ class Readiness:
             session._step_change(i, _SUCCEEDED, now, None)
             session._terminal(i, now)
             return
-        self.queue.append(i)
+        heapq.heappush(self.queue, i)
 
     def _context(self, i: int) -> dict[str, Any]:
         session = self._session
