@@ -292,6 +292,27 @@ def test_restart_from_saved_status_at_any_point(point: int) -> None:
         assert sorted(sim.launched, key=str) == sorted(reference.launched, key=str)
 
 
+def test_compensation_seen_before_the_rollback_restarts_is_adopted_not_relaunched() -> None:
+    # The call that began the rollback launched a's compensation, then the
+    # runner lost that status (a stale restart) and the run was suspended: the
+    # compensation's observations arrive while the run is Paused. On resume the
+    # rollback begins again and must adopt the running compensation (found by
+    # hypothesis; the old planner dropped the observations and launched twice).
+    spec = {**rollback_spec(comp("a"), step("b")), "mode": "Sequential"}
+    sim = Simulator(resolve(spec), by_step({"b": FAIL}), rollback_script=lambda ref: Outcome())
+    for _ in range(3):  # start a; a done, start b; b failed, rolling back, start undo-a
+        sim.advance(sim.plan().wake_at)
+    assert sim.state.phase is RunPhase.ROLLING_BACK
+    sim.restart(stale=True)
+    sim.suspend = True
+    sim.plan()
+    assert sim.state.phase is RunPhase.PAUSED
+    sim.suspend = False
+    state = sim.run()
+    assert state.phase is RunPhase.ROLLED_BACK
+    assert [ref for ref in sim.launched if ref.rollback] == [AttemptRef("a", 1, True)]
+
+
 # -- status, tables, environment ----------------------------------------------------------
 
 

@@ -226,7 +226,6 @@ class PlanSession:
         """Apply ``observations`` to the state (in place) and decide what to do at ``now``."""
         self._readiness.sweep = None
         rollback = self._rollback
-        rollback.forget_observations()
         state = self.state
         if state.phase in _RUN_DONE:
             return self._result(None)

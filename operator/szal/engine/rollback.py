@@ -10,7 +10,7 @@ not interrupt a rollback.
 
 :class:`Rollback` is owned by a :class:`~szal.engine.planner.PlanSession`
 and holds only what sequencing needs: the compensations in order, a cursor,
-the compensation observations of the current call and the compensation
+the compensation observations not applied yet and the compensation
 timeout heap. Phase changes go through the session's
 ``_compensation_change`` and ``_run_change`` (the one place that records
 transitions). A compensation is attempt 1 of its step with ``rollback=True``.
@@ -99,12 +99,14 @@ class Rollback:
     # -- observations --------------------------------------------------------
 
     def defer(self, i: int, obs: Observation) -> None:
-        """Hold a compensation's observation until the run is rolling back (maybe this call)."""
-        self._observations.append((i, obs))
+        """Hold a compensation's observation until the run is rolling back.
 
-    def forget_observations(self) -> None:
-        """A new plan call: observations not applied in the last one are dropped."""
-        self._observations.clear()
+        That may be this call, or a later one: after a stale restart the
+        compensations launched by the lost call are seen while the run is
+        still Running or Paused; kept, they are adopted when the rollback
+        begins again instead of being launched twice.
+        """
+        self._observations.append((i, obs))
 
     def apply_observations(self) -> None:
         for i, obs in self._observations:
