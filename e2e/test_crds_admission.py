@@ -7,7 +7,9 @@ expanded depth are kept; ``kubectl get workflowruns`` (and ``-o wide``)
 and ``kubectl get workflows`` show the printer columns from a status
 written through ``--subresource=status``; ``kubectl apply`` of a cyclic
 Workflow, a run of a missing Workflow and a run with wrong params is
-refused with the validator's message.
+refused with the validator's message; a misspelt field (below the schema's
+expanded depth, where only the webhook sees it) and a cycle elsewhere are
+refused together.
 
 The webhooks are served by a kopf operator started here, in a thread, with
 only the admission registry (:func:`register_admission`), on 127.0.0.1 with
@@ -436,3 +438,26 @@ def test_inline_workflows_are_validated(
     proc = _apply(kubectl, namespace, _run("inline", {"workflow": CYCLIC["spec"]}))
     assert proc.returncode != 0
     assert "a -> b -> a" in proc.stderr
+
+
+def test_a_misspelt_field_and_a_cycle_elsewhere_are_refused_together(
+    admission: AdmissionOperator, kubectl: Kubectl, namespace: str
+) -> None:
+    # Below the schema's expanded depth the API server keeps unknown fields, so
+    # the typo reaches the webhook; the cycle is in another branch of the tree.
+    leaf: dict[str, Any] = {"name": "l6", "comand": ["true"]}
+    for level in range(5, 0, -1):
+        leaf = {"name": f"l{level}", "script": "true", "steps": [leaf]}
+    cyclic = {"name": "p", "mode": "Dag", "steps": CYCLIC["spec"]["steps"]}
+    spec = {"mode": "Hierarchical", "steps": [leaf, cyclic]}
+    expected = [
+        "- step 'l6': comand: unknown field; did you mean 'command'?",
+        "- step 'a': dependsOn: dependency cycle: a -> b -> a",
+    ]
+    for manifest in (_workflow("typo", spec), _run("typo-1", {"workflow": spec})):
+        proc = _apply(kubectl, namespace, manifest)
+        assert proc.returncode != 0
+        name = manifest["metadata"]["name"]
+        assert f"{manifest['kind']} {name!r} is invalid (2 problems)" in proc.stderr, proc.stderr
+        lines = [line.strip() for line in proc.stderr.splitlines()]
+        assert all(line in lines for line in expected), proc.stderr

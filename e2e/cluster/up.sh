@@ -265,7 +265,8 @@ start kube-scheduler "$bin/kube-scheduler" \
 # --- kwok ---------------------------------------------------------------------
 # kwok runs only the stages it is given, so the file holds its default node
 # stages (initialise, heartbeat with leases) and pod stages (ready, delete),
-# read from the kwok module at the pinned version, plus our pod-complete.
+# read from the kwok module at the pinned version, plus our pod-complete and
+# pod-deadline (a stopped step's pod: kwok/pod-deadline.yaml).
 kwok_src="$(cd "$dir" && GOFLAGS= go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" \
   | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" || true
 [[ -d "$kwok_src/kustomize/stage" ]] || die "could not find sigs.k8s.io/kwok@$KWOK_VERSION in the Go module cache"
@@ -278,6 +279,8 @@ kwok_src="$(cd "$dir" && GOFLAGS= go mod download -json "sigs.k8s.io/kwok@$KWOK_
     echo "---"
   done
   cat "$here/kwok/pod-complete.yaml"
+  echo "---"
+  cat "$here/kwok/pod-deadline.yaml"
 } >"$dir/kwok.yaml"
 start kwok "$bin/kwok" \
   --config="$dir/kwok.yaml" \

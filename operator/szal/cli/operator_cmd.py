@@ -18,10 +18,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from szal.cli.commanding import EXIT_INVALID, EXIT_OK, Subcommand
+from szal.cli.commanding import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Subcommand
 
 if TYPE_CHECKING:
-    from szal.runners.kubernetes.operator import OperatorSettings
+    from szal.runners.kubernetes.settings import OperatorSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -199,8 +199,8 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
     """The operator's settings from the flags; ValueError names a bad combination."""
     from szal.runners.kubernetes.electing import ElectionSettings
     from szal.runners.kubernetes.events import EventSettings
-    from szal.runners.kubernetes.operator import OperatorSettings
-    from szal.runners.kubernetes.reconciler import ReconcilerSettings
+    from szal.runners.kubernetes.runtime import ReconcilerSettings
+    from szal.runners.kubernetes.settings import OperatorSettings
 
     if args.webhook_service and not (args.webhook_secret or args.webhook_cert_dir):
         raise ValueError(
@@ -250,7 +250,7 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
 
 async def _serve(args: argparse.Namespace, settings: OperatorSettings) -> None:
     from szal.runners.kubernetes.operator import Operator
-    from szal.runners.kubernetes.reconciler import HistorySink
+    from szal.runners.kubernetes.runtime import HistorySink
 
     history: HistorySink | None = None
     mirror = None
@@ -272,6 +272,7 @@ async def _serve(args: argparse.Namespace, settings: OperatorSettings) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from szal.runners.kubernetes.client import CredentialsError
+    from szal.runners.kubernetes.metrics import PortUnavailable
 
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -287,6 +288,9 @@ def handle(args: argparse.Namespace) -> int:
     except CredentialsError as error:
         print(f"szal operator: {error}", file=sys.stderr)
         return EXIT_INVALID
+    except PortUnavailable as error:
+        print(f"szal operator: {error}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

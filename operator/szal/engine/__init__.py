@@ -5,9 +5,10 @@ next state. Both runners (local, Kubernetes) are thin shells around it.
 
 Typical use by a runner::
 
-    workflow = parse_workflow(document, source=path)          # WorkflowInvalid
-    params, issues = validate_run_params(workflow.spec, given)
-    resolved = resolve_workflow(workflow.spec, name=..., params=params)
+    admitted = admit(document, given_params)   # the one way in: Admitted | Refused
+    if isinstance(admitted, Refused):
+        ...                                    # admitted.issues: every problem
+    resolved = admitted.workflow
     compiled = compile_workflow(resolved)    # immutable, shareable between runs
     state = new_run_state(resolved)          # or RunState.from_status(saved)
     session = compiled.attach(state, run_name=run)
@@ -23,6 +24,7 @@ from szal.engine.actions import (
     Stop,
     Transition,
 )
+from szal.engine.admitting import Admitted, Definition, Refused, admit, admit_definition
 from szal.engine.compiled import CompiledWorkflow, compile_workflow, new_run_state
 from szal.engine.environment import param_variable, run_context, step_environment
 from szal.engine.migrations import (
@@ -78,9 +80,11 @@ __all__ = [
     "RUN_TRANSITIONS",
     "STEP_TRANSITIONS",
     "Action",
+    "Admitted",
     "AttemptRef",
     "Command",
     "CompiledWorkflow",
+    "Definition",
     "InvalidTransition",
     "Launch",
     "MigrationError",
@@ -89,6 +93,7 @@ __all__ = [
     "PinnedWorkflow",
     "Plan",
     "PlanSession",
+    "Refused",
     "ResolvedStep",
     "ResolvedWorkflow",
     "RetryPolicy",
@@ -102,6 +107,8 @@ __all__ = [
     "Stop",
     "Transition",
     "WorkflowInvalid",
+    "admit",
+    "admit_definition",
     "compile_workflow",
     "default_registry",
     "definition_version",

@@ -158,6 +158,7 @@ class Attempts:
                 at,
                 f"attempt {rec.attempts} {message}; retrying in {format_duration(delay)}",
                 exit_code,
+                _TIMED_OUT if timed_out else _FAILED,
             )
             heapq.heappush(self.retry_heap, (rec.retry_at, i, rec.attempts))
         else:

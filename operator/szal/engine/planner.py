@@ -81,6 +81,7 @@ from szal.engine.attempts import Attempts
 from szal.engine.compiled import CompiledWorkflow, compile_workflow, new_run_state
 from szal.engine.phases import (
     STEP_TRANSITIONS,
+    EventReason,
     InvalidTransition,
     RunPhase,
     StepPhase,
@@ -125,26 +126,24 @@ _R_PAUSED = RunPhase.PAUSED
 _R_ROLLING_BACK = RunPhase.ROLLING_BACK
 _RUN_DONE = frozenset(phase for phase in RunPhase if phase.is_terminal)
 
-# Enum ``.value`` is a descriptor call; a dict lookup is several times faster.
-_VALUE: dict[StepPhase, str] = {phase: phase.value for phase in StepPhase}
-
-
-_STEP_EVENTS = {
-    _RUNNING: "StepStarted",
-    _SUCCEEDED: "StepSucceeded",
-    _FAILED: "StepFailed",
-    _TIMED_OUT: "StepTimedOut",
-    _SKIPPED: "StepSkipped",
-    _CANCELLED: "StepCancelled",
-    _WAITING: "Retrying",
+_E = EventReason
+_STEP_EVENTS: dict[StepPhase, EventReason] = {
+    _RUNNING: _E.STEP_STARTED,
+    _SUCCEEDED: _E.STEP_SUCCEEDED,
+    _FAILED: _E.STEP_FAILED,
+    _TIMED_OUT: _E.STEP_TIMED_OUT,
+    _SKIPPED: _E.STEP_SKIPPED,
+    _CANCELLED: _E.STEP_CANCELLED,
+    _WAITING: _E.RETRYING,
 }
-_COMPENSATION_EVENTS = {
-    _RUNNING: "CompensationStarted",
-    _SUCCEEDED: "CompensationSucceeded",
-    _FAILED: "CompensationFailed",
-    _TIMED_OUT: "CompensationFailed",
-    _CANCELLED: "CompensationFailed",
+_COMPENSATION_EVENTS: dict[StepPhase, EventReason] = {
+    _RUNNING: _E.COMPENSATION_STARTED,
+    _SUCCEEDED: _E.COMPENSATION_SUCCEEDED,
+    _FAILED: _E.COMPENSATION_FAILED,
+    _TIMED_OUT: _E.COMPENSATION_FAILED,
+    _CANCELLED: _E.COMPENSATION_FAILED,
 }
+del _E
 
 
 class PlanSession:
@@ -315,7 +314,9 @@ class PlanSession:
         now: float,
         message: str | None,
         exit_code: int | None = None,
+        outcome: StepPhase | None = None,
     ) -> StepState:
+        """``outcome``: how the attempt ended, when ``new`` (Waiting) does not say it."""
         rec = self._rec[i]
         old = rec.phase
         name = self._names[i]
@@ -323,17 +324,20 @@ class PlanSession:
             raise InvalidTransition(f"step {name!r}", old, new)
         rec.phase = new
         rec.message = message
+        if outcome is None and old is _RUNNING:
+            outcome = new
         self._transitions.append(
             Transition(
                 name,
-                _VALUE[old],
-                _VALUE[new],
+                old,
+                new,
                 now,
                 _STEP_EVENTS[new],
                 message or "",
                 rec.attempts,
                 False,
                 exit_code,
+                outcome,
             )
         )
         self._changed.add(name)
@@ -358,7 +362,7 @@ class PlanSession:
         state.condition_changed_at = now
         if new.is_terminal:
             state.finished_at = now
-        self._transitions.append(Transition(None, old.value, new.value, now, event, message or ""))
+        self._transitions.append(Transition(None, old, new, now, EventReason(event), message or ""))
         self._run_changed = True
 
     def _compensation_change(
@@ -384,14 +388,15 @@ class PlanSession:
         self._transitions.append(
             Transition(
                 name,
-                _VALUE[old],
-                _VALUE[new],
+                old,
+                new,
                 at,
                 _COMPENSATION_EVENTS[new],
                 message or "",
                 1,
                 True,
                 exit_code,
+                new if old is _RUNNING else None,
             )
         )
         self._changed.add(name)

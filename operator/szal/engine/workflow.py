@@ -201,6 +201,8 @@ def resolve_workflow(
     fill the ones not given. With ``validate``
     (the default) the spec is validated first and :class:`WorkflowInvalid`
     raised on any issue: the planner relies on an acyclic, well-formed graph.
+    :func:`szal.engine.admitting.admit`, the way in of every run start, has
+    validated it already and passes ``validate=False``.
     Template merge: a step's own fields win; ``command``/``args``/``script``
     form one unit (a step's ``script`` or ``command`` replaces the template's
     whole unit, a step's lone ``args`` go with the template's ``command``);

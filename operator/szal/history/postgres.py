@@ -636,7 +636,7 @@ class PostgresStore:
     ) -> list[WorkflowStats]:
         sql = (
             "SELECT namespace, workflow, count(*) AS runs,"
-            " count(*) FILTER (WHERE phase = 'Succeeded') AS succeeded,"
+            " count(*) FILTER (WHERE phase = $4) AS succeeded,"
             " percentile_cont(0.5) WITHIN GROUP (ORDER BY took) AS p50,"
             " percentile_cont(0.95) WITHIN GROUP (ORDER BY took) AS p95"
             " FROM (SELECT namespace, workflow, phase,"
@@ -647,7 +647,9 @@ class PostgresStore:
             " GROUP BY namespace, workflow ORDER BY workflow, namespace"
         )
         pool = await self._get_pool()
-        rows = await pool.fetch(sql, list(TERMINAL_RUN_PHASES), workflow, namespace)
+        rows = await pool.fetch(
+            sql, list(TERMINAL_RUN_PHASES), workflow, namespace, RunPhase.SUCCEEDED.value
+        )
         return [
             WorkflowStats(
                 workflow=r["workflow"],

@@ -44,6 +44,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from szal.engine.phases import RunPhase
 from szal.history.store import (
     AttemptRecord,
     EventRecord,
@@ -58,7 +59,7 @@ from szal.history.store import (
 
 T = TypeVar("T")
 
-TERMINAL_RUN_PHASES = frozenset({"Succeeded", "Failed", "RolledBack", "Cancelled"})
+TERMINAL_RUN_PHASES = frozenset(p.value for p in RunPhase if p.is_terminal)
 BUSY_TIMEOUT_MS = 30_000
 
 
@@ -608,7 +609,7 @@ class SqliteStore:
             out: list[WorkflowStats] = []
             for (ns, wf), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
                 durations = sorted(d for _, d in rows if d is not None)
-                succeeded = sum(1 for p, _ in rows if p == "Succeeded")
+                succeeded = sum(1 for p, _ in rows if p == RunPhase.SUCCEEDED)
                 out.append(
                     WorkflowStats(
                         workflow=wf,

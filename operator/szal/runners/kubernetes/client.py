@@ -405,15 +405,38 @@ class ApiClient:
 
 
 # --- paths ------------------------------------------------------------------
+#
+# Every API path the operator sends is built here (no "/api..." f-strings
+# elsewhere), so the URL layout is written once.
 
 
-def core_path(namespace: str, plural: str, name: str | None = None) -> str:
-    """``/api/v1/namespaces/<ns>/<plural>[/<name>]``."""
-    base = f"/api/v1/namespaces/{namespace}/{plural}"
-    return f"{base}/{name}" if name else base
+def _object_path(base: str, name: str | None, subresource: str | None) -> str:
+    if subresource is not None and name is None:
+        raise ValueError(f"a subresource ({subresource}) needs an object name")
+    path = f"{base}/{name}" if name else base
+    return f"{path}/{subresource}" if subresource else path
 
 
-def group_path(group_version: str, namespace: str, plural: str, name: str | None = None) -> str:
-    """``/apis/<group>/<version>/namespaces/<ns>/<plural>[/<name>]``."""
-    base = f"/apis/{group_version}/namespaces/{namespace}/{plural}"
-    return f"{base}/{name}" if name else base
+def core_path(
+    namespace: str, plural: str, name: str | None = None, *, subresource: str | None = None
+) -> str:
+    """``/api/v1/namespaces/<ns>/<plural>[/<name>[/<subresource>]]``."""
+    return _object_path(f"/api/v1/namespaces/{namespace}/{plural}", name, subresource)
+
+
+def group_path(
+    group_version: str,
+    namespace: str,
+    plural: str,
+    name: str | None = None,
+    *,
+    subresource: str | None = None,
+) -> str:
+    """``/apis/<group>/<version>/namespaces/<ns>/<plural>[/<name>[/<subresource>]]``."""
+    return _object_path(f"/apis/{group_version}/namespaces/{namespace}/{plural}", name, subresource)
+
+
+def cluster_path(group_version: str, plural: str, name: str | None = None) -> str:
+    """``/apis/<group>/<version>/<plural>[/<name>]``: a cluster-scoped resource, or a
+    namespaced one listed across all namespaces."""
+    return _object_path(f"/apis/{group_version}/{plural}", name, None)

@@ -13,12 +13,17 @@ Served by aiohttp on ``--metrics-port`` (off by default):
 
 The values are read at scrape time from the live objects (a custom
 collector), so the hot path only bumps plain counters.
+
+The port is bound before kopf starts (:func:`listen`), so a taken port ends
+the operator at once with a message naming the flag, instead of leaving a
+process that looks alive and serves nothing (issue 12).
 """
 
 from __future__ import annotations
 
 import asyncio
 import resource
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -77,6 +82,24 @@ class OperatorCollector(Collector):
         )
 
 
+class PortUnavailable(OSError):
+    """A port the operator must listen on cannot be bound (taken, or not allowed)."""
+
+
+def listen(host: str, port: int, flag: str) -> socket.socket:
+    """A listening socket on ``host:port``, or :class:`PortUnavailable` naming ``flag``."""
+    try:
+        return socket.create_server((host, port), backlog=128)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise PortUnavailable(f"{flag} {port}: cannot listen on {host}:{port}: {reason}") from error
+
+
+def check_free(host: str, port: int, flag: str) -> None:
+    """Fail now, naming ``flag``, if ``host:port`` cannot be listened on (bound later)."""
+    listen(host, port, flag).close()
+
+
 class MetricsServer:
     """``/metrics``, ``/healthz``, ``/readyz`` on ``host:port``."""
 
@@ -88,8 +111,10 @@ class MetricsServer:
         port: int,
         *,
         leader: Callable[[], bool] = lambda: True,
+        sock: socket.socket | None = None,
     ) -> None:
         self.leader = leader
+        self.sock = sock
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)
         self.ready = ready
@@ -117,7 +142,10 @@ class MetricsServer:
         app.router.add_get("/readyz", self._readyz)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        if self.sock is not None:
+            await web.SockSite(self._runner, self.sock).start()
+        else:
+            await web.TCPSite(self._runner, self.host, self.port).start()
 
     async def stop(self) -> None:
         if self._runner is not None:
