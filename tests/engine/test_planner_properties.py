@@ -181,10 +181,8 @@ def _subtree(wf: Any, name: str) -> list[str]:
     return out
 
 
-@SETTINGS
-@given(scenarios())
-def test_planner_invariants(scenario: dict[str, Any]) -> None:
-    wf = resolve(scenario["spec"])
+def simulator(wf: Any, scenario: dict[str, Any]) -> Simulator:
+    """A simulator playing the scenario's outcomes (compensations: ``comp_fail`` fail)."""
     outcomes = scenario["outcomes"]
 
     def script(ref: Any) -> Outcome:
@@ -194,7 +192,14 @@ def test_planner_invariants(scenario: dict[str, Any]) -> None:
     def comp_script(ref: Any) -> Outcome:
         return Outcome("Failed" if ref.step in scenario["comp_fail"] else "Succeeded")
 
-    sim = Simulator(wf, script, rollback_script=comp_script)
+    return Simulator(wf, script, rollback_script=comp_script)
+
+
+@SETTINGS
+@given(scenarios())
+def test_planner_invariants(scenario: dict[str, Any]) -> None:
+    wf = resolve(scenario["spec"])
+    sim = simulator(wf, scenario)
     for call in range(2000):
         if call in scenario["restarts"]:
             sim.restart(stale=scenario["stale"])
@@ -276,17 +281,7 @@ def test_reattaching_the_saved_status_gives_the_same_decisions(scenario: dict[st
     up to date). Every plan and every saved status must be identical.
     """
     wf = resolve(scenario["spec"])
-    outcomes = scenario["outcomes"]
-
-    def script(ref: Any) -> Outcome:
-        table = outcomes[ref.step]
-        return table[min(ref.attempt, len(table)) - 1]
-
-    def comp_script(ref: Any) -> Outcome:
-        return Outcome("Failed" if ref.step in scenario["comp_fail"] else "Succeeded")
-
-    kept = Simulator(wf, script, rollback_script=comp_script)
-    fresh = Simulator(wf, script, rollback_script=comp_script)
+    kept, fresh = simulator(wf, scenario), simulator(wf, scenario)
     for call in range(2000):
         if fresh.saved_status is not None:
             fresh.state = RunState.from_status(fresh.saved_status)
