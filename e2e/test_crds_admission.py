@@ -461,3 +461,37 @@ def test_a_misspelt_field_and_a_cycle_elsewhere_are_refused_together(
         assert f"{manifest['kind']} {name!r} is invalid (2 problems)" in proc.stderr, proc.stderr
         lines = [line.strip() for line in proc.stderr.splitlines()]
         assert all(line in lines for line in expected), proc.stderr
+
+
+def _big_dag(name: str, steps: int, *, cyclic: bool) -> dict[str, Any]:
+    """A Dag Workflow of about 600 bytes per step (a long script each)."""
+    items: list[dict[str, Any]] = [
+        {"name": f"s{i:04d}", "script": f"echo {i} " + "x" * 560, "dependsOn": [f"s{i - 1:04d}"]}
+        for i in range(1, steps)
+    ]
+    first: dict[str, Any] = {"name": "s0000", "script": "true"}
+    if cyclic:
+        first["dependsOn"] = [f"s{steps - 1:04d}"]
+    return _workflow(name, {"mode": "Dag", "steps": [first, *items]})
+
+
+def test_bodies_over_a_mebibyte_are_reviewed(
+    admission: AdmissionOperator, kubectl: Kubectl, namespace: str
+) -> None:
+    """aiohttp's default 1 MiB body limit answered 413 with no reason (issue 12)."""
+    big = _big_dag("big", 2000, cyclic=False)
+    assert len(json.dumps(big)) > 1_150_000
+    create = ("create", "-n", namespace, "-f", "-")  # apply's annotation would double it
+    proc = kubectl(*create, input=json.dumps(big), check=False)
+    assert proc.returncode == 0, proc.stderr
+    # An UPDATE's review holds the object twice (object and oldObject): > 2 MiB.
+    proc = kubectl("label", "workflows.szal.dev", "big", "-n", namespace, "team=ml", check=False)
+    assert proc.returncode == 0, proc.stderr
+    # The webhook really read it: a cycle through 2,000 steps is refused by name.
+    proc = kubectl(
+        *create, input=json.dumps(_big_dag("big-cyclic", 2000, cyclic=True)), check=False
+    )
+    assert proc.returncode != 0
+    assert "denied the request" in proc.stderr and "s0001 -> s0000" in proc.stderr, proc.stderr[
+        -600:
+    ]

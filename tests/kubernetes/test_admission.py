@@ -15,6 +15,7 @@ Not covered: the webhook round trip through a real API server and
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 from unittest import mock
@@ -252,3 +253,29 @@ async def test_the_registered_handler_refuses_with_the_same_message() -> None:
         handler.fn(body=kopf.Body(BROKEN), operation="CREATE")
     assert str(info.value).splitlines()[1:] == BROKEN_PROBLEMS
     assert info.value.code == 422
+
+
+def test_a_refusal_is_logged_as_one_info_line(caplog: pytest.LogCaptureFixture) -> None:
+    """kopf logs a refused review at ERROR, whole; the operator says it once, at INFO."""
+    from szal.runners.kubernetes.admission import quiet_refusals
+
+    quiet_refusals()
+    quiet_refusals()  # idempotent: one filter
+    kopf_objects = logging.getLogger("kopf.objects")
+    with caplog.at_level(logging.INFO):
+        kopf_objects.error(
+            "Webhook 'validate-workflow' failed permanently: Workflow 'x' is invalid "
+            "(2 problems):\n  step 'a': cycle\n  step 'b': unknown field"
+        )
+        kopf_objects.error("Handler 'other' failed with an exception. Will retry.")
+    refusal, other = caplog.records
+    assert (refusal.levelname, refusal.getMessage()) == (
+        "INFO",
+        "admission refused: Webhook 'validate-workflow' failed permanently: "
+        "Workflow 'x' is invalid (2 problems):",
+    )
+    assert other.levelname == "ERROR"  # only refusals are quieted
+    with caplog.at_level(logging.WARNING):
+        caplog.clear()
+        kopf_objects.error("Webhook 'validate-workflow' failed permanently: no")
+    assert caplog.records == []  # --quiet: not even the INFO line

@@ -2,7 +2,7 @@
 
 Runs ``szal operator`` as a subprocess with a kubeconfig whose server is
 never reached: the ports are bound before kopf starts, so the check needs no
-cluster. Covers the metrics port and the development webhook port.
+cluster. Covers the metrics port, the development webhook port and the API port.
 
 Not covered: the in-cluster webhook port (a pod's ports are its own).
 """
@@ -47,6 +47,7 @@ def _kubeconfig(tmp_path: Path) -> Path:
     [
         ("--metrics-port", ("--metrics-host", "127.0.0.1")),
         ("--webhook-port", ("--webhook-host", "127.0.0.1")),
+        ("--api-port", ("--api-host", "127.0.0.1")),
     ],
 )
 def test_a_taken_port_exits_with_a_clear_error(

@@ -75,7 +75,7 @@ e2e/test_install.py fails when the two differ.
 {{- define "szal.operatorRules" -}}
 - apiGroups: [szal.dev]
   resources: [workflowruns]
-  verbs: [get, list, watch, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [szal.dev]
   resources: [workflowruns/status]
   verbs: [get, patch, update]
@@ -88,6 +88,12 @@ e2e/test_install.py fails when the two differ.
 - apiGroups: [szal.dev]
   resources: [workflows/status]
   verbs: [get, patch]
+- apiGroups: [szal.dev]
+  resources: [workflowschedules]
+  verbs: [get, list, watch]
+- apiGroups: [szal.dev]
+  resources: [workflowschedules/status]
+  verbs: [get, patch]
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, create, patch, delete]
@@ -97,4 +103,9 @@ e2e/test_install.py fails when the two differ.
 - apiGroups: [""]
   resources: [events]
   verbs: [create, patch]
+{{- if .Values.api.enabled }}
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
+{{- end }}
 {{- end }}

@@ -335,7 +335,7 @@ def load_file(
         if run is None and definition.metadata is not None:
             namespace = definition.metadata.namespace or namespace
     for key, value in (cli_params or {}).items():
-        given[key] = _convert_param(definition.spec, key, value, path)
+        given[key] = convert_param(definition.spec, key, value, path)
     admitted = admit(definition, given, name=workflow_name)
     if isinstance(admitted, Refused):
         raise _refused(admitted, path, what)
@@ -370,7 +370,7 @@ def _chosen(
     )
 
 
-def _convert_param(spec: WorkflowSpec, name: str, value: str, path: str) -> ParamValue:
+def convert_param(spec: WorkflowSpec, name: str, value: str, path: str) -> ParamValue:
     declared = next((p for p in spec.params if p.name == name), None)
     default = None if declared is None else declared.default
     if isinstance(default, bool):

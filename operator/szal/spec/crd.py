@@ -1,4 +1,4 @@
-"""CustomResourceDefinitions for Workflow and WorkflowRun, generated from the models.
+"""CustomResourceDefinitions for Workflow, WorkflowRun and WorkflowSchedule, from the models.
 
 ``szal crds`` prints what :func:`crd_files` returns; the YAML checked in under
 ``crds/`` is that output, and ``tests/crds`` fails when it drifts from the
@@ -63,11 +63,13 @@ from szal.spec.models import (
     GROUP,
     NAME_PATTERN,
     VERSION,
+    CommandSpec,
     Step,
     Workflow,
     WorkflowRunSpec,
     WorkflowSpec,
 )
+from szal.spec.schedules import WorkflowScheduleSpec
 from szal.spec.status import RunPhase, RunStatus, StepPhase
 
 Schema = dict[str, Any]
@@ -86,7 +88,7 @@ RUN_PHASES: Final = tuple(p.value for p in RunPhase)
 STEP_PHASES: Final = tuple(p.value for p in StepPhase)
 
 #: Defs whose direct scalar defaults become schema defaults.
-_DEFAULTED_DEFS: Final = frozenset({"WorkflowSpec", "WorkflowRunSpec"})
+_DEFAULTED_DEFS: Final = frozenset({"WorkflowSpec", "WorkflowRunSpec", "WorkflowScheduleSpec"})
 
 _KEPT_KEYWORDS: Final = (
     "description",
@@ -111,11 +113,22 @@ _NOT_BOTH_COMMAND_AND_SCRIPT: Final = {
     "message": "set either command (with args) or script, not both",
 }
 
+
+def _with_command_fields(model: type[CommandSpec] = CommandSpec) -> list[str]:
+    """Def names of every model that has the command fields (step, template, rollback)."""
+    return [
+        name
+        for sub in model.__subclasses__()
+        for name in [sub.__name__, *_with_command_fields(sub)]
+    ]
+
+
+#: The models holding ``command``, ``script`` and ``env`` (:class:`CommandSpec`'s subclasses).
+_COMMAND_DEFS: Final = tuple(_with_command_fields())
+
 #: CEL rules by def name: local to one object, cheap, and also checked by the engine.
 _RULES: Final[dict[str, list[dict[str, str]]]] = {
-    "Step": [_NOT_BOTH_COMMAND_AND_SCRIPT],
-    "StepTemplate": [_NOT_BOTH_COMMAND_AND_SCRIPT],
-    "Compensation": [_NOT_BOTH_COMMAND_AND_SCRIPT],
+    **{name: [_NOT_BOTH_COMMAND_AND_SCRIPT] for name in _COMMAND_DEFS},
     "WorkflowRunSpec": [
         {
             "rule": "has(self.workflowRef) != has(self.workflow)",
@@ -130,14 +143,9 @@ _RULES: Final[dict[str, list[dict[str, str]]]] = {
 _REFINEMENTS: Final[dict[tuple[str, str], Schema]] = {
     ("Step", "name"): {"pattern": NAME_PATTERN},
     ("WorkflowRef", "name"): {"pattern": OBJECT_NAME_PATTERN, "maxLength": 253},
-    ("Step", "env"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-    ("StepTemplate", "env"): {
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["name"],
-    },
-    ("Compensation", "env"): {
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["name"],
+    **{
+        (name, "env"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+        for name in _COMMAND_DEFS
     },
     ("WorkflowSpec", "params"): {
         "x-kubernetes-list-type": "map",
@@ -422,9 +430,76 @@ def workflow_run_crd() -> dict[str, Any]:
     )
 
 
+def workflow_schedule_status_schema() -> Schema:
+    """What the schedule controller writes (``szal.runners.kubernetes.scheduling``)."""
+    return {
+        "description": "Written by the operator's schedule controller.",
+        "type": "object",
+        "properties": {
+            "lastScheduleTime": {
+                "description": "The latest scheduled time handled, started or not (RFC 3339).",
+                "type": "string",
+            },
+            "nextScheduleTime": {
+                "description": "The next scheduled time, none while suspended (RFC 3339).",
+                "type": "string",
+            },
+            "lastRun": {"description": "The run started last.", "type": "string"},
+            "active": {
+                "description": "Runs of this schedule not finished yet.",
+                "type": "array",
+                "items": {"type": "string"},
+            },
+            "missed": {
+                "description": "Scheduled times skipped so far (past the deadline, Forbid).",
+                "type": "integer",
+            },
+            "message": {"type": "string"},
+            "observedGeneration": {"type": "integer"},
+        },
+        _PRESERVE: True,
+    }
+
+
+def workflow_schedule_crd() -> dict[str, Any]:
+    """The WorkflowSchedule CRD (``workflowschedules.szal.dev``)."""
+    return _crd(
+        kind="WorkflowSchedule",
+        plural="workflowschedules",
+        short_names=["szws"],
+        spec=spec_schema(WorkflowScheduleSpec),
+        status=workflow_schedule_status_schema(),
+        description="Runs of a Szál Workflow on a cron schedule (like a CronJob).",
+        columns=[
+            {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+            {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+            {
+                "name": "Last",
+                "type": "date",
+                "description": "When the latest scheduled time came.",
+                "jsonPath": ".status.lastScheduleTime",
+            },
+            {
+                "name": "Next",
+                "type": "string",
+                "description": "The next scheduled time (UTC).",
+                "jsonPath": ".status.nextScheduleTime",
+            },
+            _age(),
+            {"name": "Zone", "type": "string", "priority": 1, "jsonPath": ".spec.timeZone"},
+            {
+                "name": "Workflow",
+                "type": "string",
+                "priority": 1,
+                "jsonPath": ".spec.workflowRef.name",
+            },
+        ],
+    )
+
+
 def all_crds() -> list[dict[str, Any]]:
-    """Both CRDs, Workflow first."""
-    return [workflow_crd(), workflow_run_crd()]
+    """Every CRD, Workflow first."""
+    return [workflow_crd(), workflow_run_crd(), workflow_schedule_crd()]
 
 
 def render(crd: dict[str, Any]) -> str:

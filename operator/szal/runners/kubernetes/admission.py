@@ -38,6 +38,17 @@ Decisions:
   both), one validation per review, every problem in one refusal.
 * Refusals are ``kopf.AdmissionError`` with HTTP code 422 (the object is
   invalid); the message lists every problem, one per line.
+* **Bodies as large as the API server sends.** aiohttp refuses request
+  bodies over 1 MiB by default (HTTP 413, no reason given), and an
+  AdmissionReview carries the object twice on UPDATE (``object`` and
+  ``oldObject``): labelling a 600 KiB Workflow or suspending a big run
+  failed. :class:`WebhookServer` reads bodies up to :data:`MAX_REVIEW_BYTES`,
+  twice the API server's own 3 MiB request limit plus room for the review.
+* **A refusal is news, not an error of the operator.** kopf logs every
+  refused review at ERROR with the whole message (68 ERROR lines for one
+  API outage's worth of re-applied manifests); :class:`RefusalLogFilter`
+  turns them into one INFO line naming the handler and the first line of
+  the reason. Admitted reviews are logged by kopf at DEBUG only.
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 import kopf
+from aiohttp import web
 
 from szal.engine.admitting import Refused, admit, admit_definition
 from szal.engine.issues import SpecIssue, prefixed
@@ -187,6 +199,31 @@ def _refuse(error: AdmissionRefused) -> kopf.AdmissionError:
     return kopf.AdmissionError(error.message, code=422)
 
 
+class RefusalLogFilter(logging.Filter):
+    """Refused reviews as one INFO line instead of kopf's multi-line ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if (
+            record.levelno >= logging.ERROR
+            and text.startswith("Webhook '")
+            and ("failed permanently" in text)
+        ):
+            if not logger.isEnabledFor(logging.INFO):
+                return False
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "admission refused: %s", (text.splitlines()[0],)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_refusals() -> None:
+    """Install :class:`RefusalLogFilter` on kopf's per-object logger (idempotent)."""
+    target = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, RefusalLogFilter) for f in target.filters):
+        target.addFilter(RefusalLogFilter())
+
+
 def register_admission(
     registry: kopf.OperatorRegistry,
     *,
@@ -197,6 +234,7 @@ def register_admission(
     ``fetch_workflow`` resolves ``workflowRef`` (see the module docstring);
     pass ``fetcher_from_client(client)`` from the operator.
     """
+    quiet_refusals()
 
     @kopf.on.validate(
         GROUP,
@@ -249,6 +287,19 @@ def fetcher_from_client(client: ApiClient) -> WorkflowFetcher:
     return fetch
 
 
+MAX_REVIEW_BYTES: Final = 8 * 1024 * 1024
+"""Largest AdmissionReview body read: an object and its old version at the API server's limit."""
+
+
+class WebhookServer(kopf.WebhookServer):
+    """kopf's webhook server, reading review bodies up to :data:`MAX_REVIEW_BYTES`."""
+
+    @staticmethod
+    async def _serve(fn: Any, request: web.Request) -> web.Response:
+        larger = request.clone(client_max_size=MAX_REVIEW_BYTES)
+        return await kopf.WebhookServer._serve(fn, larger)
+
+
 def configure_admission(
     settings: kopf.OperatorSettings,
     *,
@@ -269,7 +320,7 @@ def configure_admission(
     every ``file_check_interval`` seconds and restarts its server when they
     changed (a rotation, cert-manager's renewal).
     """
-    settings.admission.server = kopf.WebhookServer(
+    settings.admission.server = WebhookServer(
         addr=addr,
         port=port,
         host=host or addr,

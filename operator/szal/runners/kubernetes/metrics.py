@@ -105,7 +105,7 @@ class MetricsServer:
 
     def __init__(
         self,
-        collector: Collector,
+        collector: Collector | None,
         ready: asyncio.Event,
         host: str,
         port: int,
@@ -116,8 +116,11 @@ class MetricsServer:
         self.leader = leader
         self.sock = sock
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(collector)
+        if collector is not None:
+            self.registry.register(collector)
         self.ready = ready
+        self.waiting_for: str | None = None
+        """What the operator waits for before it can start (the /readyz body meanwhile)."""
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
@@ -133,7 +136,7 @@ class MetricsServer:
     async def _readyz(self, _: web.Request) -> web.Response:
         if self.ready.is_set():
             return web.Response(text="leader" if self.leader() else "standby")
-        return web.Response(status=503, text="starting")
+        return web.Response(status=503, text=self.waiting_for or "starting")
 
     async def start(self) -> None:
         app = web.Application()

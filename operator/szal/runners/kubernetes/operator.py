@@ -75,11 +75,12 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
+from prometheus_client.registry import Collector
 
 from szal.runners.kubernetes.certifying import CertificateManager
 from szal.runners.kubernetes.client import (
@@ -90,6 +91,7 @@ from szal.runners.kubernetes.client import (
     group_path,
     load_credentials,
 )
+from szal.runners.kubernetes.discovering import wait_for_crds
 from szal.runners.kubernetes.electing import (
     ElectionSettings,
     KubernetesLeaseStore,
@@ -100,8 +102,11 @@ from szal.runners.kubernetes.metrics import MetricsServer, OperatorCollector, ch
 from szal.runners.kubernetes.observing import LABEL_RUN, PodView, pod_view
 from szal.runners.kubernetes.pods import label_value
 from szal.runners.kubernetes.reconciler import RunReconciler
-from szal.runners.kubernetes.runtime import HistorySink, Mailbox, Runtime
+from szal.runners.kubernetes.runtime import HistorySink, Mailbox, Runtime, TransitionObserver
 from szal.runners.kubernetes.settings import OperatorSettings, connection_info, kopf_settings
+
+if TYPE_CHECKING:
+    from szal.runners.kubernetes.scheduling import ScheduleController
 from szal.spec import API_VERSION, GROUP, VERSION
 
 logger = logging.getLogger(__name__)
@@ -119,13 +124,19 @@ class Operator:
         *,
         credentials: Credentials | None = None,
         history: HistorySink | None = None,
+        observer: TransitionObserver | None = None,
+        collectors: Sequence[Collector] = (),
     ) -> None:
         self.settings = settings or OperatorSettings()
+        self.observer = observer
+        self.collectors = tuple(collectors)  # more metrics for /metrics
         self.credentials = credentials or load_credentials(
             self.settings.kubeconfig, self.settings.context
         )
         self.history = history
         self.client = ApiClient(self.credentials)  # its session opens on first use
+        self._kopf_login: Credentials | None = None  # what kopf was last handed
+        self.schedules: ScheduleController | None = None
         self.mailboxes: dict[RunKey, Mailbox] = {}
         self.registry = kopf.OperatorRegistry()
         self.kopf_settings = kopf_settings(self.settings)
@@ -170,9 +181,31 @@ class Operator:
             )
         if self.settings.webhook_port is not None and self.settings.webhook_service is None:
             check_free(self.settings.webhook_host, self.settings.webhook_port, "--webhook-port")
-        if self.certificates is not None:
-            # Before kopf serves: its webhook server reads the files once it starts.
-            await self.certificates.ensure()
+        if self.settings.metrics_port is not None:
+            # Up before the wait for the CRDs, so /readyz can say what it waits for.
+            self._metrics = MetricsServer(
+                None,
+                self.ready,
+                self.settings.metrics_host,
+                self.settings.metrics_port,
+                leader=lambda: self.leading,
+                sock=self._metrics_socket,
+            )
+            await self._metrics.start()
+        try:
+            if not await wait_for_crds(
+                self.client, self._metrics, stop_flag, self.settings.crd_poll_interval
+            ):
+                return
+            if self.certificates is not None:
+                # Before kopf serves: its webhook server reads the files once it starts.
+                await self.certificates.ensure()
+            await self._run_kopf(stop_flag, ready_flag)
+        finally:
+            if self._metrics is not None:
+                await self._metrics.stop()
+
+    async def _run_kopf(self, stop_flag: Any, ready_flag: Any) -> None:
         await kopf.operator(
             registry=self.registry,
             settings=self.kopf_settings,
@@ -189,8 +222,14 @@ class Operator:
         reg = self.registry
 
         @kopf.on.login(id="login", registry=reg)
-        def login(**_: Any) -> kopf.ConnectionInfo:
-            return connection_info(self.credentials)
+        async def login(**_: Any) -> kopf.ConnectionInfo:
+            # kopf asks again after a 401 or the expiry: renew (an exec plugin
+            # runs once even when our client saw the same 401).
+            creds = self.client.credentials
+            if self._kopf_login is not None or creds.expired():
+                creds = await self.client.renew_credentials(self._kopf_login or creds)
+            self._kopf_login = creds
+            return connection_info(creds)
 
         @kopf.on.startup(id="startup", registry=reg)
         async def startup(**_: Any) -> None:
@@ -237,6 +276,11 @@ class Operator:
             self.certificates = configure_webhooks(
                 self.settings, self.registry, self.kopf_settings, self.client, self.credentials
             )
+        if self.settings.schedules:
+            from szal.runners.kubernetes.scheduling import ScheduleController
+
+            self.schedules = ScheduleController(self.client, leading=lambda: self.leading)
+            self.schedules.register(reg)
 
     # --- life cycle ---------------------------------------------------------
 
@@ -250,6 +294,7 @@ class Operator:
             pods_of=self._pods_of,
             settings=self.settings.reconciler,
             history=self.history,
+            observer=self.observer,
         )
         if self.settings.metrics_port is not None:
             collector = OperatorCollector(
@@ -261,15 +306,10 @@ class Operator:
                     1 for m in self.mailboxes.values() if m.task and not m.task.done()
                 ),
             )
-            self._metrics = MetricsServer(
-                collector,
-                self.ready,
-                self.settings.metrics_host,
-                self.settings.metrics_port,
-                leader=lambda: self.leading,
-                sock=self._metrics_socket,
-            )
-            await self._metrics.start()
+            assert self._metrics is not None  # started by run()
+            self._metrics.registry.register(collector)
+            for extra in self.collectors:
+                self._metrics.registry.register(extra)
         if self.certificates is not None:
             self.certificates.start()
         if self.settings.leader_election is not None:
@@ -282,6 +322,8 @@ class Operator:
         )
 
     async def _cleanup(self) -> None:
+        if self.schedules is not None:
+            await self.schedules.stop()
         if self._election_task is not None:
             self._election_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

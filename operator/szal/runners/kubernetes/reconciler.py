@@ -276,6 +276,8 @@ class RunReconciler:
             await self._write_status(changed)
         if plan.transitions:
             self.runtime.events.emit(self.ref, plan.transitions)
+            if self.runtime.observer is not None:
+                self.runtime.observer(self.ref, self.workflow, self.state, plan.transitions)
             if self.runtime.history is not None:
                 self.runtime.history.record(
                     self.ref, body, self.workflow, self._definition, self.state, plan.transitions

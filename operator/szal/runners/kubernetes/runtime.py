@@ -49,6 +49,12 @@ class ReconcilerSettings:
     finalizer is released anyway (see :mod:`szal.runners.kubernetes.finalizing`)."""
 
 
+TransitionObserver = Callable[
+    [RunRef, ResolvedWorkflow | None, RunState, tuple[Transition, ...]], None
+]
+"""Something told each reconcile's transitions, with the run's workflow and state."""
+
+
 class HistorySink(Protocol):
     """Where transitions are mirrored for history (Postgres), if anywhere."""
 
@@ -96,6 +102,8 @@ class Runtime:
     """All pods of (namespace, run) currently known, from the pod index."""
     settings: ReconcilerSettings = field(default_factory=ReconcilerSettings)
     history: HistorySink | None = None
+    observer: TransitionObserver | None = None
+    """Told every pass's transitions (the run metrics, szal.serving.metrics); must not block."""
     clock: Callable[[], float] = time.time
     passes: int = 0
     """Reconcile passes done, all runs (for metrics)."""

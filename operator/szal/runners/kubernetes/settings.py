@@ -11,12 +11,14 @@ watch handlers.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import kopf
 
 from szal.runners.kubernetes.client import Credentials
+from szal.runners.kubernetes.credentials import ssl_context
 from szal.runners.kubernetes.electing import ElectionSettings
 from szal.runners.kubernetes.events import EventSettings
 from szal.runners.kubernetes.observing import LABEL_RUN
@@ -63,10 +65,14 @@ class OperatorSettings:
     leader_election: ElectionSettings | None = None
     """Elect a leader on a Lease (only it reconciles); None: always reconcile.
     An empty namespace means $POD_NAMESPACE, else the first served one."""
+    crd_poll_interval: float = 2.0
+    """Seconds between checks for the CRDs while the operator waits for them."""
     metrics_port: int | None = None
     """Serve /metrics, /healthz and /readyz on this port; none: off."""
     metrics_host: str = "0.0.0.0"
     """Address of the metrics server."""
+    schedules: bool = False
+    """Run WorkflowSchedules (:mod:`szal.runners.kubernetes.scheduling`)."""
     events: EventSettings = field(default_factory=EventSettings)
     reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
 
@@ -84,15 +90,24 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     return ks
 
 
+@dataclass(frozen=True, kw_only=True)
+class _SzalConnectionInfo(kopf.ConnectionInfo):
+    """kopf's connection with our TLS context (kopf knows no ``tls-server-name``)."""
+
+    tls: ssl.SSLContext | None = None
+
+    def as_ssl_context(self) -> ssl.SSLContext:
+        return self.tls or super().as_ssl_context()
+
+
 def connection_info(creds: Credentials) -> kopf.ConnectionInfo:
-    """The same server and identity for kopf's watches as for our writes."""
-    return kopf.ConnectionInfo(
+    """The same server, identity, TLS rules and proxy for kopf's watches as for our writes."""
+    return _SzalConnectionInfo(
         server=creds.server,
-        ca_data=creds.ca_data.encode() if creds.ca_data else None,
-        insecure=creds.insecure or None,
         token=creds.read_token(),
-        scheme="Bearer" if creds.token or creds.token_path else None,
-        certificate_data=creds.certificate_data.encode() if creds.certificate_data else None,
-        private_key_data=creds.private_key_data.encode() if creds.private_key_data else None,
+        scheme=creds.scheme if creds.token or creds.token_path else None,
         default_namespace=creds.default_namespace,
+        proxy_url=creds.proxy,
+        expiration=creds.expires_at,
+        tls=ssl_context(creds),
     )
