@@ -2,19 +2,23 @@
 
 Drives the planner to completion with a no-op simulated executor that, like
 an event-driven operator, feeds back ONE observation per plan call: each
-launched attempt completes (Succeeded) in launch order. Shapes: a chain, a
+launched attempt completes (Succeeded) in launch order. Shapes: Sequential
+mode, Parallel mode (every step launched at once), a Dag chain, a
 fan-out/fan-in (one root, N parallel steps, one join) and a random DAG (each
 step depends on up to 3 earlier steps), at 1,000 and at the full size, to
 show the cost per step stays flat (linear total). The time measured is the
 whole drive loop (planner calls plus the executor's bookkeeping), divided by
-the number of steps; resolving the workflow is timed separately.
+the number of steps; resolving the workflow is timed separately, and so is
+compiling it (once per workflow); attaching the run's state is timed.
 
 Also times a 3-clause condition: evaluation of a compiled (cached)
 condition, and compiling it afresh each time (cache cleared).
 
 Issue 2's targets: <= 20 µs per step on every shape, 1k vs 10k within 2x,
 cached condition <= 2 µs. The seed's Rust engine: 27.5 µs per step
-(2.75 ms for a 100-step chain).
+(2.75 ms for a 100-step chain); measured per shape for issue 11: 0.5 µs/step
+Sequential, 1.5 Parallel, 2-9 fan-out/fan-in, 12-16 Dag chain
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ from szal.dsl import compile_condition
 from szal.engine import (
     Launch,
     Observation,
-    Planner,
     ResolvedWorkflow,
+    compile_workflow,
     new_run_state,
     resolve_workflow,
 )
@@ -48,6 +52,17 @@ def chain(n: int) -> dict[str, Any]:
         {"name": f"s{i}", "command": ["true"], "dependsOn": [f"s{i - 1}"]} for i in range(1, n)
     ]
     return {"mode": "Dag", "steps": steps}
+
+
+def sequential(n: int) -> dict[str, Any]:
+    return {
+        "mode": "Sequential",
+        "steps": [{"name": f"s{i}", "command": ["true"]} for i in range(n)],
+    }
+
+
+def parallel(n: int) -> dict[str, Any]:
+    return {"mode": "Parallel", "steps": [{"name": f"s{i}", "command": ["true"]} for i in range(n)]}
 
 
 def fan(n: int) -> dict[str, Any]:
@@ -71,16 +86,17 @@ def random_dag(n: int, seed: int = 7) -> dict[str, Any]:
 
 def drive(workflow: ResolvedWorkflow) -> tuple[float, int]:
     """Run to completion, one observation per plan call; return (seconds, plan calls)."""
-    planner = Planner(workflow)
+    compiled = compile_workflow(workflow)  # once per workflow: not part of a run's cost
     state = new_run_state(workflow)
     inflight: deque[Observation] = deque()
     now = 1_800_000_000.0
     calls = 0
     gc.collect()
     start = time.perf_counter()
+    session = compiled.attach(state)  # indexing the state is
     observations: list[Observation] = []
     while True:
-        plan = planner.plan(state, observations, now)
+        plan = session.plan(observations, now)
         calls += 1
         for action in plan.actions:
             if isinstance(action, Launch):
@@ -150,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"Python {sys.version.split()[0]}; seed Rust engine {SEED_RUST_US_PER_STEP} µs/step")
     shapes = [
-        ("chain", chain, 10_000),
+        ("Sequential", sequential, 10_000),
+        ("Parallel", parallel, 10_000),
+        ("chain (Dag)", chain, 10_000),
         ("fan-out/fan-in", fan, 10_000),
         ("random DAG", random_dag, 5_000),
     ]

@@ -23,7 +23,7 @@ import pytest
 from e2e.conftest import Kubectl
 from e2e.operator_support import ensure_crds, run
 from szal.engine.actions import Observation
-from szal.engine.planner import Planner, new_run_state
+from szal.engine.compiled import compile_workflow, new_run_state
 from szal.engine.workflow import resolve_workflow
 from szal.runners.kubernetes.client import ApiClient, group_path, load_credentials
 from szal.runners.kubernetes.pinning import encode_pinned
@@ -48,14 +48,14 @@ async def _drive(kubeconfig: Path, namespace: str) -> int:
     )
     workflow = resolve_workflow(spec, name="big", params={})
     state = new_run_state(workflow)
-    planner = Planner(workflow)
+    session = compile_workflow(workflow).attach(state)
     async with ApiClient(load_credentials(kubeconfig)) as client:
         path = group_path(API_VERSION, namespace, "workflowruns", "big")
         status_path = group_path(
             API_VERSION, namespace, "workflowruns", "big", subresource="status"
         )
         now = 1_800_000_000.0
-        plan = planner.plan(state, [], now)
+        plan = session.plan([], now)
         first = state.to_status()
         first["pinnedSpec"] = encode_pinned("big", spec, {})
         await client.merge_patch(status_path, {"status": first}, resource="status")
@@ -67,7 +67,7 @@ async def _drive(kubeconfig: Path, namespace: str) -> int:
                 for k, a in enumerate(plan.actions)
             ]
             done += len(obs)
-            plan = planner.plan(state, obs, now)
+            plan = session.plan(obs, now)
             patch = status_merge_patch(state, plan.changed_steps)
             await client.merge_patch(status_path, {"status": patch}, resource="status")
         stored = await client.get(path)

@@ -4,7 +4,8 @@ It does what a runner does, minus processes: carries out Launch and Stop,
 finishes each attempt after a scripted duration with a scripted outcome,
 feeds observations back, and jumps the clock to the next event or to
 ``Plan.wake_at``. It can "restart" at any plan boundary: serialize the status,
-rebuild :class:`RunState` from it, build a new Planner and pass every
+rebuild :class:`RunState` from it, attach it to the compiled workflow (a new
+session, as a restarted runner does) and pass every
 observation it knows again, optionally from a status saved one call earlier
 (a runner that crashed before saving). It records every launched attempt so
 tests can assert that nothing is launched twice.
@@ -21,11 +22,12 @@ from szal.engine import (
     Launch,
     Observation,
     Plan,
-    Planner,
+    PlanSession,
     ResolvedWorkflow,
     RunState,
     Stop,
     Transition,
+    compile_workflow,
     new_run_state,
     resolve_workflow,
 )
@@ -79,8 +81,9 @@ class Simulator:
     rollback_script: Script | None = None
 
     def __post_init__(self) -> None:
+        self.compiled = compile_workflow(self.workflow)
         self.state: RunState = new_run_state(self.workflow)
-        self.planner = Planner(self.workflow)
+        self.session: PlanSession = self.compiled.attach(self.state)
         self.launched: list[AttemptRef] = []
         self.launches: list[tuple[float, Launch]] = []
         self.stops: list[tuple[float, Stop]] = []
@@ -98,9 +101,7 @@ class Simulator:
     # -- one plan call ---------------------------------------------------
     def plan(self) -> Plan:
         observations, self.inbox = self.inbox, []
-        plan = self.planner.plan(
-            self.state, observations, self.now, suspend=self.suspend, cancel=self.cancel
-        )
+        plan = self.session.plan(observations, self.now, suspend=self.suspend, cancel=self.cancel)
         self.calls += 1
         self.plans.append(plan)
         self.transitions.extend(plan.transitions)
@@ -165,10 +166,14 @@ class Simulator:
         return True
 
     def restart(self, *, stale: bool = False) -> None:
-        """A new runner process: status -> RunState, new Planner, all observations again."""
+        """A new runner process: status -> RunState -> attach, all observations again.
+
+        The compiled workflow is reused (it holds nothing of the run); only
+        the session is new, built from the state read back from status.
+        """
         status = self.previous_status if stale and self.previous_status else self.saved_status
         self.state = RunState.from_status(status)
-        self.planner = Planner(self.workflow)
+        self.session = self.compiled.attach(self.state)
         self.inbox = list(self.known.values())
 
     def run(

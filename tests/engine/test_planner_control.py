@@ -24,11 +24,11 @@ from szal.engine import (
     InvalidTransition,
     Launch,
     Observation,
-    Planner,
     RunPhase,
     RunState,
     StepPhase,
     Stop,
+    compile_workflow,
     new_run_state,
     run_transition,
     step_environment,
@@ -52,31 +52,31 @@ def comp(name: str, **fields: Any) -> dict[str, Any]:
 
 def test_suspend_launches_nothing_new_and_resume_continues() -> None:
     wf = resolve({"steps": [step("a"), step("b")]})
-    planner = Planner(wf)
     state = new_run_state(wf)
-    planner.plan(state, [], T0)
-    plan = planner.plan(state, [], T0 + 0.5, suspend=True)
+    session = compile_workflow(wf).attach(state)
+    session.plan([], T0)
+    plan = session.plan([], T0 + 0.5, suspend=True)
     assert state.phase is RunPhase.PAUSED
     assert [t.event for t in plan.transitions] == ["RunPaused"]
     done = Observation(AttemptRef("a", 1), "Succeeded", T0 + 1, exit_code=0)
-    plan = planner.plan(state, [done], T0 + 1, suspend=True)
+    plan = session.plan([done], T0 + 1, suspend=True)
     assert plan.actions == ()  # the running step finished; b waits
     assert state.steps["a"].phase is StepPhase.SUCCEEDED
     assert state.steps["b"].phase is StepPhase.PENDING
-    plan = planner.plan(state, [], T0 + 2)
+    plan = session.plan([], T0 + 2)
     assert [t.event for t in plan.transitions] == ["RunResumed", "StepStarted"]
     assert [a.ref for a in plan.actions] == [AttemptRef("b", 1)]
 
 
 def test_paused_run_with_everything_done_finishes_on_resume() -> None:
     wf = resolve({"steps": [step("a")]})
-    planner = Planner(wf)
     state = new_run_state(wf)
-    planner.plan(state, [], T0)
+    session = compile_workflow(wf).attach(state)
+    session.plan([], T0)
     done = Observation(AttemptRef("a", 1), "Succeeded", T0 + 1, exit_code=0)
-    planner.plan(state, [done], T0 + 1, suspend=True)
+    session.plan([done], T0 + 1, suspend=True)
     assert state.phase is RunPhase.PAUSED
-    planner.plan(state, [], T0 + 2)
+    session.plan([], T0 + 2)
     assert state.phase is RunPhase.SUCCEEDED
 
 
@@ -90,11 +90,11 @@ def test_cancel_stops_running_cancels_rest_and_does_not_roll_back() -> None:
         "steps": [comp("a"), step("b", dependsOn=["a"]), step("c", dependsOn=["b"])],
     }
     wf = resolve(spec)
-    planner = Planner(wf)
     state = new_run_state(wf)
-    planner.plan(state, [], T0)
-    planner.plan(state, [Observation(AttemptRef("a", 1), "Succeeded", T0 + 1)], T0 + 1)
-    plan = planner.plan(state, [], T0 + 2, cancel=True)
+    session = compile_workflow(wf).attach(state)
+    session.plan([], T0)
+    session.plan([Observation(AttemptRef("a", 1), "Succeeded", T0 + 1)], T0 + 1)
+    plan = session.plan([], T0 + 2, cancel=True)
     assert plan.actions == (Stop(AttemptRef("b", 1), "cancel"),)
     assert state.phase is RunPhase.CANCELLED
     assert {n: r.phase.value for n, r in state.steps.items()} == {
@@ -105,13 +105,13 @@ def test_cancel_stops_running_cancels_rest_and_does_not_roll_back() -> None:
     assert state.steps["c"].attempts == 0
     assert state.finished_at == T0 + 2
     assert plan.wake_at is None
-    assert planner.plan(state, [], T0 + 3, cancel=True).transitions == ()
+    assert session.plan([], T0 + 3, cancel=True).transitions == ()
 
 
 def test_cancel_before_start() -> None:
     wf = resolve({"steps": [step("a")]})
     state = new_run_state(wf)
-    plan = Planner(wf).plan(state, [], T0, cancel=True)
+    plan = compile_workflow(wf).attach(state).plan([], T0, cancel=True)
     assert plan.actions == ()
     assert state.phase is RunPhase.CANCELLED
     assert state.steps["a"].phase is StepPhase.CANCELLED
@@ -213,66 +213,63 @@ def test_compensation_timeout() -> None:
 
 def test_observations_are_idempotent_and_stale_ones_ignored() -> None:
     wf = resolve({"steps": [step("a", retries={"limit": 1, "delay": "1s"}), step("b")]})
-    planner = Planner(wf)
     state = new_run_state(wf)
-    planner.plan(state, [], T0)
+    session = compile_workflow(wf).attach(state)
+    session.plan([], T0)
     failed = Observation(AttemptRef("a", 1), "Failed", T0 + 1, exit_code=1)
-    planner.plan(state, [failed], T0 + 1)
-    again = planner.plan(state, [failed], T0 + 1.5)
+    session.plan([failed], T0 + 1)
+    again = session.plan([failed], T0 + 1.5)
     assert again.transitions == () and again.actions == ()
-    planner.plan(state, [], T0 + 2)
+    session.plan([], T0 + 2)
     assert state.steps["a"].attempts == 2
-    stale = planner.plan(state, [failed, Observation(AttemptRef("a", 7), "Succeeded", T0)], T0 + 2)
+    stale = session.plan([failed, Observation(AttemptRef("a", 7), "Succeeded", T0)], T0 + 2)
     assert stale.transitions == ()
     ok = Observation(AttemptRef("a", 2), "Succeeded", T0 + 3, exit_code=0)
-    planner.plan(state, [ok], T0 + 3)
-    assert planner.plan(state, [ok], T0 + 3).transitions == ()
-    assert (
-        planner.plan(state, [Observation(AttemptRef("ghost", 1), "Failed", T0)], T0 + 3).actions
-        == ()
-    )
+    session.plan([ok], T0 + 3)
+    assert session.plan([ok], T0 + 3).transitions == ()
+    assert session.plan([Observation(AttemptRef("ghost", 1), "Failed", T0)], T0 + 3).actions == ()
 
 
 def test_pending_observation_message_is_recorded() -> None:
     wf = resolve({"steps": [step("a")]})
-    planner = Planner(wf)
     state = new_run_state(wf)
-    planner.plan(state, [], T0)
+    session = compile_workflow(wf).attach(state)
+    session.plan([], T0)
     why = Observation(AttemptRef("a", 1), "Pending", T0 + 1, message="Unschedulable: 0/3 nodes")
-    plan = planner.plan(state, [why], T0 + 1)
+    plan = session.plan([why], T0 + 1)
     assert plan.changed_steps == frozenset({"a"})
     assert state.steps["a"].message == "Unschedulable: 0/3 nodes"
-    planner.plan(state, [Observation(AttemptRef("a", 1), "Running", T0 + 2)], T0 + 2)
+    session.plan([Observation(AttemptRef("a", 1), "Running", T0 + 2)], T0 + 2)
     assert state.steps["a"].message is None
 
 
 def test_unsaved_launch_is_adopted_not_launched_again() -> None:
     wf = resolve({"steps": [step("a"), step("b")]})
-    planner = Planner(wf)
     state = new_run_state(wf)
+    session = compile_workflow(wf).attach(state)
     saved = state.to_status()  # the runner crashes before saving the next status
-    planner.plan(state, [], T0)
+    session.plan([], T0)
     restored = RunState.from_status(saved)
     running = Observation(AttemptRef("a", 1), "Running", T0 + 0.1)
-    plan = Planner(wf).plan(restored, [running], T0 + 1)
+    plan = compile_workflow(wf).attach(restored).plan([running], T0 + 1)
     assert plan.actions == ()
     assert restored.steps["a"].phase is StepPhase.RUNNING and restored.steps["a"].attempts == 1
 
 
 def test_unsaved_retry_is_adopted() -> None:
     wf = resolve({"steps": [step("a", retries={"limit": 2, "delay": "0s"})]})
-    planner = Planner(wf)
     state = new_run_state(wf)
-    planner.plan(state, [], T0)
+    session = compile_workflow(wf).attach(state)
+    session.plan([], T0)
     saved = state.to_status()
-    planner.plan(state, [Observation(AttemptRef("a", 1), "Failed", T0 + 1)], T0 + 1)
+    session.plan([Observation(AttemptRef("a", 1), "Failed", T0 + 1)], T0 + 1)
     # attempt 2 was launched; restart from the status saved before that
     restored = RunState.from_status(saved)
     observations = [
         Observation(AttemptRef("a", 2), "Running", T0 + 1),
         Observation(AttemptRef("a", 1), "Failed", T0 + 1),
     ]
-    plan = Planner(wf).plan(restored, observations, T0 + 2)
+    plan = compile_workflow(wf).attach(restored).plan(observations, T0 + 2)
     assert plan.actions == ()
     assert restored.steps["a"].attempts == 2 and restored.steps["a"].phase is StepPhase.RUNNING
 
@@ -293,6 +290,27 @@ def test_restart_from_saved_status_at_any_point(point: int) -> None:
         state = sim.run(restart_at={point}, stale=stale)
         assert state.phase is expected.phase is RunPhase.ROLLED_BACK
         assert sorted(sim.launched, key=str) == sorted(reference.launched, key=str)
+
+
+def test_compensation_seen_before_the_rollback_restarts_is_adopted_not_relaunched() -> None:
+    # The call that began the rollback launched a's compensation, then the
+    # runner lost that status (a stale restart) and the run was suspended: the
+    # compensation's observations arrive while the run is Paused. On resume the
+    # rollback begins again and must adopt the running compensation (found by
+    # hypothesis; the old planner dropped the observations and launched twice).
+    spec = {**rollback_spec(comp("a"), step("b")), "mode": "Sequential"}
+    sim = Simulator(resolve(spec), by_step({"b": FAIL}), rollback_script=lambda ref: Outcome())
+    for _ in range(3):  # start a; a done, start b; b failed, rolling back, start undo-a
+        sim.advance(sim.plan().wake_at)
+    assert sim.state.phase is RunPhase.ROLLING_BACK
+    sim.restart(stale=True)
+    sim.suspend = True
+    sim.plan()
+    assert sim.state.phase is RunPhase.PAUSED
+    sim.suspend = False
+    state = sim.run()
+    assert state.phase is RunPhase.ROLLED_BACK
+    assert [ref for ref in sim.launched if ref.rollback] == [AttemptRef("a", 1, True)]
 
 
 # -- status, tables, environment ----------------------------------------------------------

@@ -4,7 +4,8 @@ Hypothesis draws a workflow (a random DAG, or Sequential / Parallel /
 Hierarchical shapes) with random retries, timeouts, triggers, conditions
 and compensations, a random outcome for every attempt (success, failure,
 hang), random suspend windows, an optional cancel, and random restart
-points (status saved -> RunState.from_status -> new Planner -> every known
+points (status saved -> RunState.from_status -> attached to the compiled
+workflow (a new session) -> every known
 observation again, sometimes from the status saved one call earlier). The
 simulated executor carries it out in virtual time. Invariants:
 
@@ -17,6 +18,11 @@ simulated executor carries it out in virtual time. Invariants:
 * the run succeeded iff no step Failed or TimedOut (cancel aside);
 * re-planning from a saved status never launches an attempt twice.
 
+And one equivalence: a session attached afresh to the saved status before
+every call decides exactly what one long-lived session decides (same
+actions in the same order, same statuses; transitions of one call compared
+as a set).
+
 Deliberately not: exact timestamps or messages (unit tests pin those).
 """
 
@@ -28,7 +34,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.engine.simulator import Outcome, Simulator, resolve
 
-from szal.engine import Launch, Plan, RunPhase, StepPhase
+from szal.engine import Launch, Plan, RunPhase, RunState, StepPhase
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -175,10 +181,8 @@ def _subtree(wf: Any, name: str) -> list[str]:
     return out
 
 
-@SETTINGS
-@given(scenarios())
-def test_planner_invariants(scenario: dict[str, Any]) -> None:
-    wf = resolve(scenario["spec"])
+def simulator(wf: Any, scenario: dict[str, Any]) -> Simulator:
+    """A simulator playing the scenario's outcomes (compensations: ``comp_fail`` fail)."""
     outcomes = scenario["outcomes"]
 
     def script(ref: Any) -> Outcome:
@@ -188,7 +192,14 @@ def test_planner_invariants(scenario: dict[str, Any]) -> None:
     def comp_script(ref: Any) -> Outcome:
         return Outcome("Failed" if ref.step in scenario["comp_fail"] else "Succeeded")
 
-    sim = Simulator(wf, script, rollback_script=comp_script)
+    return Simulator(wf, script, rollback_script=comp_script)
+
+
+@SETTINGS
+@given(scenarios())
+def test_planner_invariants(scenario: dict[str, Any]) -> None:
+    wf = resolve(scenario["spec"])
+    sim = simulator(wf, scenario)
     for call in range(2000):
         if call in scenario["restarts"]:
             sim.restart(stale=scenario["stale"])
@@ -242,3 +253,49 @@ def test_planner_invariants(scenario: dict[str, Any]) -> None:
             for n, r in state.steps.items()
         ) or "cancelled" in (state.message or "")
     assert len(set(sim.launched)) == len(sim.launched)
+
+
+def same_decisions(a: Plan, b: Plan) -> bool:
+    """Equal plans, except that the order of transitions within one call is free.
+
+    (A step found skippable by a restarted session may be skipped a moment
+    earlier in the same call than by a session that queued it before.)
+    """
+    return (
+        a.actions == b.actions
+        and sorted(a.transitions, key=repr) == sorted(b.transitions, key=repr)
+        and (a.wake_at, a.changed_steps, a.run_changed)
+        == (b.wake_at, b.changed_steps, b.run_changed)
+    )
+
+
+@SETTINGS
+@given(scenarios())
+def test_reattaching_the_saved_status_gives_the_same_decisions(scenario: dict[str, Any]) -> None:
+    """One session for the whole run vs a new session attached before every call.
+
+    The second simulator reads its state back from the status it saved
+    (``RunState.from_status``) and attaches it to the same compiled
+    workflow before each plan call, as a runner restarted at every plan
+    boundary would (fed only the new observations: its state is already
+    up to date). Every plan and every saved status must be identical.
+    """
+    wf = resolve(scenario["spec"])
+    kept, fresh = simulator(wf, scenario), simulator(wf, scenario)
+    for call in range(2000):
+        if fresh.saved_status is not None:
+            fresh.state = RunState.from_status(fresh.saved_status)
+            fresh.session = fresh.compiled.attach(fresh.state)
+        for sim in (kept, fresh):
+            sim.suspend = call in scenario["suspend"]
+            sim.cancel = scenario["cancel_at"] is not None and call >= scenario["cancel_at"]
+        plan = kept.plan()
+        assert same_decisions(fresh.plan(), plan), f"call {call}"
+        assert fresh.saved_status == kept.saved_status, f"call {call}"
+        if kept.state.phase.is_terminal:
+            break
+        moved = kept.advance(plan.wake_at)
+        assert fresh.advance(plan.wake_at) == moved
+        if not moved and not kept.suspend:
+            break
+    assert kept.state.phase.is_terminal or kept.suspend

@@ -15,7 +15,15 @@ from typing import Any
 
 from tests.engine.simulator import T0, Outcome, Simulator, by_step, resolve
 
-from szal.engine import AttemptRef, Observation, Planner, RunPhase, StepPhase, Stop, new_run_state
+from szal.engine import (
+    AttemptRef,
+    Observation,
+    RunPhase,
+    StepPhase,
+    Stop,
+    compile_workflow,
+    new_run_state,
+)
 
 FAIL = Outcome("Failed")
 HANG = Outcome("Hang")
@@ -49,19 +57,19 @@ def test_attempts_never_exceed_limit_plus_one() -> None:
 def test_waiting_step_has_retry_at_and_wake_at() -> None:
     spec = {"steps": [step("a", retries={"limit": 1, "backoff": "Linear", "delay": "5s"})]}
     wf = resolve(spec)
-    planner = Planner(wf)
     state = new_run_state(wf)
-    planner.plan(state, [], T0)
+    session = compile_workflow(wf).attach(state)
+    session.plan([], T0)
     failed = Observation(AttemptRef("a", 1), "Failed", T0 + 1, exit_code=3)
-    plan = planner.plan(state, [failed], T0 + 1)
+    plan = session.plan([failed], T0 + 1)
     rec = state.steps["a"]
     assert rec.phase is StepPhase.WAITING
     assert rec.retry_at == T0 + 6
     assert plan.wake_at == T0 + 6
     assert "retrying in 5s" in (rec.message or "")
     assert [(t.event, t.exit_code, t.attempt) for t in plan.transitions] == [("Retrying", 3, 1)]
-    assert planner.plan(state, [], T0 + 5).actions == ()
-    plan = planner.plan(state, [], T0 + 6)
+    assert session.plan([], T0 + 5).actions == ()
+    plan = session.plan([], T0 + 6)
     (launch,) = plan.actions
     assert launch.ref == AttemptRef("a", 2)
     assert [t.event for t in plan.transitions] == ["StepStarted"]
@@ -71,10 +79,10 @@ def test_waiting_step_has_retry_at_and_wake_at() -> None:
 def test_delay_zero_retries_in_the_same_plan_call() -> None:
     spec = {"steps": [step("a", retries={"limit": 1, "delay": "0s"})]}
     wf = resolve(spec)
-    planner = Planner(wf)
     state = new_run_state(wf)
-    planner.plan(state, [], T0)
-    plan = planner.plan(state, [Observation(AttemptRef("a", 1), "Failed", T0 + 1)], T0 + 1)
+    session = compile_workflow(wf).attach(state)
+    session.plan([], T0)
+    plan = session.plan([Observation(AttemptRef("a", 1), "Failed", T0 + 1)], T0 + 1)
     assert [t.event for t in plan.transitions] == ["Retrying", "StepStarted"]
     assert [a.ref for a in plan.actions] == [AttemptRef("a", 2)]
 
@@ -106,21 +114,21 @@ def test_timed_out_attempt_is_retried() -> None:
 
 def test_wake_at_is_the_attempt_timeout_and_the_killed_attempt_is_ignored() -> None:
     wf = resolve({"timeout": "1h", "steps": [step("a", timeout="30s")]})
-    planner = Planner(wf)
     state = new_run_state(wf)
-    plan = planner.plan(state, [], T0)
+    session = compile_workflow(wf).attach(state)
+    plan = session.plan([], T0)
     assert plan.wake_at == T0 + 30
-    plan = planner.plan(state, [], T0 + 30)
+    plan = session.plan([], T0 + 30)
     assert [type(a) for a in plan.actions] == [Stop]
     killed = Observation(AttemptRef("a", 1), "Failed", T0 + 31, exit_code=137)
-    plan = planner.plan(state, [killed], T0 + 31)
+    plan = session.plan([killed], T0 + 31)
     assert plan.transitions == () and plan.changed_steps == frozenset()
     assert state.steps["a"].phase is StepPhase.TIMED_OUT
 
 
 def test_nothing_timed_means_no_wake_at() -> None:
     wf = resolve({"steps": [step("a")]})
-    assert Planner(wf).plan(new_run_state(wf), [], T0).wake_at is None
+    assert compile_workflow(wf).attach(new_run_state(wf)).plan([], T0).wake_at is None
 
 
 def test_run_deadline_cancels_everything_and_fails_the_run() -> None:
@@ -152,10 +160,10 @@ def test_run_deadline_cancels_everything_and_fails_the_run() -> None:
 
 def test_deadline_while_paused() -> None:
     wf = resolve({"timeout": "10s", "steps": [step("a")]})
-    planner = Planner(wf)
     state = new_run_state(wf)
-    planner.plan(state, [], T0, suspend=True)
+    session = compile_workflow(wf).attach(state)
+    session.plan([], T0, suspend=True)
     assert state.phase is RunPhase.PAUSED
-    plan = planner.plan(state, [], T0 + 10, suspend=True)
+    plan = session.plan([], T0 + 10, suspend=True)
     assert state.phase is RunPhase.FAILED and state.reason == "DeadlineExceeded"
     assert [t.event for t in plan.transitions if t.step is None] == ["RunResumed", "RunFailed"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from tests.engine.simulator import T0, resolve
 
-from szal.engine import AttemptRef, Launch, Observation, Planner, Stop, new_run_state
+from szal.engine import AttemptRef, Launch, Observation, Stop, compile_workflow, new_run_state
 from szal.engine.phases import StepPhase
 from szal.history.recording import RunIdentity, record_plan, record_start
 from szal.history.store import ExecutionStore
@@ -36,8 +36,8 @@ WORKFLOW = {
 
 async def test_failed_attempts_saying_timed_out_are_stored_failed(store: ExecutionStore) -> None:
     workflow = resolve(WORKFLOW)
-    planner = Planner(workflow)
     state = new_run_state(workflow)
+    session = compile_workflow(workflow).attach(state)
     identity = RunIdentity(uid="outcomes", name="outcomes", namespace="default", created_at=T0)
     definition, run_row = record_start(workflow, identity, state)
     await store.write_batch(run_row, workflows=[definition])
@@ -51,7 +51,7 @@ async def test_failed_attempts_saying_timed_out_are_stored_failed(store: Executi
     inbox: list[Observation] = []
     stops: list[Stop] = []
     for _ in range(20):
-        plan = planner.plan(state, inbox, now)
+        plan = session.plan(inbox, now)
         inbox = []
         run_row, attempts, events = record_plan(identity, state, plan.transitions)
         await store.write_batch(run_row, attempts, events)

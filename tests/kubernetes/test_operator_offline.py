@@ -16,8 +16,8 @@ import json
 from typing import Any
 
 from szal.engine.actions import AttemptRef, Observation, Transition
+from szal.engine.compiled import compile_workflow, new_run_state
 from szal.engine.phases import EventReason, StepPhase
-from szal.engine.planner import Planner, new_run_state
 from szal.engine.workflow import resolve_workflow
 from szal.runners.kubernetes.applying import per_attempt_annotations
 from szal.runners.kubernetes.events import RunRef, describe, event_body
@@ -195,9 +195,9 @@ def test_status_of_a_5000_step_run_stays_under_one_mebibyte() -> None:
     spec = _big_spec(5000)
     workflow = resolve_workflow(spec, name="big", params={})
     state = new_run_state(workflow)
-    planner = Planner(workflow)
+    session = compile_workflow(workflow).attach(state)
     now = NOW
-    plan = planner.plan(state, [], now)
+    plan = session.plan([], now)
     finished = 0
     while not state.phase.is_terminal:
         now += 1.0
@@ -207,7 +207,7 @@ def test_status_of_a_5000_step_run_stays_under_one_mebibyte() -> None:
             for k, ref in enumerate(launched)
         ]
         finished += len(obs)
-        plan = planner.plan(state, obs, now)
+        plan = session.plan(obs, now)
     status = state.to_status()
     status["pinnedSpec"] = encode_pinned("big", spec, {})
     size = len(json.dumps(status, separators=(",", ":")))

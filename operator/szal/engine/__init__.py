@@ -9,9 +9,10 @@ Typical use by a runner::
     if isinstance(admitted, Refused):
         ...                                    # admitted.issues: every problem
     resolved = admitted.workflow
+    compiled = compile_workflow(resolved)    # immutable, shareable between runs
     state = new_run_state(resolved)          # or RunState.from_status(saved)
-    planner = Planner(resolved, run_name=run)
-    plan = planner.plan(state, observations, now)
+    session = compiled.attach(state, run_name=run)
+    plan = session.plan(observations, now)   # changes session.state in place
 """
 
 from szal.engine.actions import (
@@ -24,6 +25,7 @@ from szal.engine.actions import (
     Transition,
 )
 from szal.engine.admitting import Admitted, Definition, Refused, admit, admit_definition
+from szal.engine.compiled import CompiledWorkflow, compile_workflow, new_run_state
 from szal.engine.environment import param_variable, run_context, step_environment
 from szal.engine.migrations import (
     CURRENT_VERSION,
@@ -42,14 +44,14 @@ from szal.engine.phases import (
     run_transition,
     step_transition,
 )
-from szal.engine.planner import (
+from szal.engine.planner import PlanSession
+from szal.engine.readiness import (
     CONDITION_NOT_MET,
     DEPENDENCY_FAILED,
     PARENT_STEP_FAILED,
     PRIOR_STEP_FAILED,
-    Planner,
-    new_run_state,
 )
+from szal.engine.rollback import Rollback
 from szal.engine.state import PinnedWorkflow, RollbackState, RunState, StepState
 from szal.engine.validation import (
     SpecIssue,
@@ -81,6 +83,7 @@ __all__ = [
     "Admitted",
     "AttemptRef",
     "Command",
+    "CompiledWorkflow",
     "Definition",
     "InvalidTransition",
     "Launch",
@@ -89,11 +92,12 @@ __all__ = [
     "Observation",
     "PinnedWorkflow",
     "Plan",
-    "Planner",
+    "PlanSession",
     "Refused",
     "ResolvedStep",
     "ResolvedWorkflow",
     "RetryPolicy",
+    "Rollback",
     "RollbackState",
     "RunPhase",
     "RunState",
@@ -105,6 +109,7 @@ __all__ = [
     "WorkflowInvalid",
     "admit",
     "admit_definition",
+    "compile_workflow",
     "default_registry",
     "definition_version",
     "issues_from_validation_error",

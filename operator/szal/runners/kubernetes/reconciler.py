@@ -57,8 +57,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from szal.engine.actions import AttemptRef, Observation, Plan, Transition
+from szal.engine.compiled import compile_workflow, new_run_state
 from szal.engine.phases import EventReason, RunPhase, StepPhase
-from szal.engine.planner import Planner, new_run_state
+from szal.engine.planner import PlanSession
 from szal.engine.state import PinnedWorkflow, RunState, StatusDict
 from szal.engine.timestamps import format_timestamp
 from szal.engine.workflow import ResolvedWorkflow
@@ -119,7 +120,7 @@ class RunReconciler:
         self.ref = RunRef(mailbox.namespace, mailbox.name, mailbox.uid)
         self.state: RunState | None = None
         self.workflow: ResolvedWorkflow | None = None
-        self.planner: Planner | None = None
+        self.planner: PlanSession | None = None
         self.finished = False
         self._pinned_text: str | None = None  # written with the first patch
         self._definition: dict[str, Any] = {}
@@ -242,7 +243,6 @@ class RunReconciler:
             finalizing.has_finalizer(body) and finalizing.deletion_requested_at(body) is not None
         )
         plan = self.planner.plan(
-            self.state,
             observations,
             now,
             suspend=bool(spec.get("suspend")),
@@ -258,7 +258,6 @@ class RunReconciler:
             plan = _merge(
                 plan,
                 self.planner.plan(
-                    self.state,
                     gone,
                     now,
                     suspend=bool(spec.get("suspend")),
@@ -356,7 +355,6 @@ class RunReconciler:
             self._pinned_text = pin.text
             self._write_pin = True
         self.workflow = workflow
-        self.planner = Planner(workflow)
         self.applier.attach(workflow)
         if state is None:
             state = new_run_state(workflow)
@@ -376,6 +374,7 @@ class RunReconciler:
         if state.workflow is None:
             state.workflow = PinnedWorkflow(workflow.name, workflow.version, workflow.spec_hash)
         self.state = state
+        self.planner = compile_workflow(workflow).attach(state)
         # Everything observed so far, oldest finish first (rollback order).
         views = sorted(
             self.runtime.pods_of(self.ref.namespace, self.ref.name),

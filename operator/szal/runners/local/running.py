@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from szal.engine.actions import AttemptRef, Launch, Observation, Plan, Stop
+from szal.engine.compiled import compile_workflow, new_run_state
 from szal.engine.environment import step_environment
-from szal.engine.planner import Planner, new_run_state
 from szal.engine.state import RunState
 from szal.engine.workflow import ResolvedWorkflow
 from szal.history.recording import RunIdentity, record_plan, record_start
@@ -123,8 +123,8 @@ class LocalRunner:
         self.identity = identity
         self.store = store
         self.listener: RunListener = listener or _Quiet()
-        self.planner = Planner(workflow)
         self.state: RunState = new_run_state(workflow)
+        self.session = compile_workflow(workflow).attach(self.state)
         self.gpu_pool = GpuPool(self.settings.gpus)
         self.cancel_signal: int | None = None
         self._cancel_count = 0
@@ -155,9 +155,7 @@ class LocalRunner:
         try:
             while True:
                 now = time.time()
-                plan = self.planner.plan(
-                    self.state, observations, now, cancel=self._cancel_count > 0
-                )
+                plan = self.session.plan(observations, now, cancel=self._cancel_count > 0)
                 await self._record(plan)
                 self.listener.on_plan(self.state, plan, now)
                 for action in plan.actions:
