@@ -43,7 +43,9 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 import datetime  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import secrets  # noqa: E402
 import statistics  # noqa: E402
@@ -63,7 +65,7 @@ sys.path.insert(0, str(REPO))
 from bench import versus_workloads as w  # noqa: E402
 from bench.operator import find_kubectl  # noqa: E402
 from e2e.conftest import Kubectl  # noqa: E402
-from e2e.operator_support import OperatorProcess, ensure_crds  # noqa: E402
+from e2e.operator_support import OperatorProcess, ensure_crds, free_port  # noqa: E402
 
 from szal.runners.kubernetes.client import ApiClient, core_path, group_path, load_credentials  # noqa: E402
 
@@ -110,6 +112,7 @@ class Watch:
     run_created: dict[str, float] = field(default_factory=dict)
     run_finished: dict[str, float] = field(default_factory=dict)
     run_phase: dict[str, str] = field(default_factory=dict)
+    finished_order: list[tuple[str, str]] = field(default_factory=list)
     versions: dict[str, int] = field(default_factory=lambda: {"pods": 0, "runs": 0, "events": 0})
     waiters: list[asyncio.Future[None]] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -145,6 +148,7 @@ class Watch:
             self.pod_created.setdefault(key, seen)
             if phase in ("Succeeded", "Failed") and key not in self.pod_finished:
                 self.pod_finished[key] = seen
+                self.finished_order.append(key)
                 self._notify()
         elif kind == "runs":
             name = obj["metadata"]["name"]
@@ -169,13 +173,14 @@ class Watch:
 
     @staticmethod
     async def wait(fut: asyncio.Future[None], timeout: float) -> None:  # noqa: ASYNC109
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(fut), timeout)
-        except TimeoutError:
-            pass
 
     async def start(self) -> None:
-        paths = {"pods": core_path(self.namespace, "pods"), "events": core_path(self.namespace, "events")}
+        paths = {
+            "pods": core_path(self.namespace, "pods"),
+            "events": core_path(self.namespace, "events"),
+        }
         if self.run_path:
             paths["runs"] = self.run_path
         self.tasks = [asyncio.create_task(self._watch(p, k)) for k, p in paths.items()]
@@ -214,6 +219,7 @@ class Engine:
     def __init__(self, kubectl: Kubectl, client: ApiClient, namespace: str) -> None:
         self.kubectl, self.client, self.namespace = kubectl, client, namespace
         self.pid: int | None = None
+        self.watch: Watch | None = None  # set by session()
 
     def step_of(self, pod: dict[str, Any]) -> tuple[str, str] | None:
         raise NotImplementedError
@@ -227,16 +233,21 @@ class Engine:
     def stop(self) -> None:
         """Stop the controller."""
 
-    async def submit(self, name: str, steps: list[w.Step], seconds: float, max_parallel: int) -> None:
+    async def submit(
+        self, name: str, steps: list[w.Step], seconds: float, max_parallel: int
+    ) -> None:
         raise NotImplementedError
 
-    async def burst(self, names: list[str], seconds: float) -> None:
+    async def burst(self, names: list[str], steps: list[w.Step], seconds: float) -> None:
+        """Start one run of the chain ``steps`` per name, all at once."""
         raise NotImplementedError
 
     def finished(self, watch: Watch, name: str, steps: list[w.Step]) -> bool:
         return name in watch.run_finished
 
-    async def drive(self, watch: Watch, name: str, steps: list[w.Step], seconds: float, max_parallel: int) -> None:
+    async def drive(
+        self, watch: Watch, name: str, steps: list[w.Step], seconds: float, max_parallel: int
+    ) -> None:
         """Only the floor does anything while a run goes."""
 
     async def _create_all(self, path: str, bodies: list[dict[str, Any]], resource: str) -> None:
@@ -274,20 +285,32 @@ class Szal(Engine):
     def stop(self) -> None:
         self.op.stop()
 
-    async def submit(self, name: str, steps: list[w.Step], seconds: float, max_parallel: int) -> None:
+    async def submit(
+        self, name: str, steps: list[w.Step], seconds: float, max_parallel: int
+    ) -> None:
         dag = max_parallel > 0
         wf = w.szal_workflow(name, steps, seconds, dag=dag, max_parallel=max_parallel)
-        await self.client.create(group_path(w.SZAL_API, self.namespace, "workflows"), wf, resource="workflows")
-        await self.client.create(self.run_path() or "", w.szal_run(name, name), resource="workflowruns")
+        await self.client.create(
+            group_path(w.SZAL_API, self.namespace, "workflows"), wf, resource="workflows"
+        )
+        await self.client.create(
+            self.run_path() or "", w.szal_run(name, name), resource="workflowruns"
+        )
 
-    async def burst(self, names: list[str], seconds: float) -> None:
-        wf = w.szal_workflow("one", [w.Step("only")], seconds, dag=False)
-        await self.client.create(group_path(w.SZAL_API, self.namespace, "workflows"), wf, resource="workflows")
-        await self._create_all(self.run_path() or "", [w.szal_run(n, "one") for n in names], "workflowruns")
+    async def burst(self, names: list[str], steps: list[w.Step], seconds: float) -> None:
+        wf = w.szal_workflow("one", steps, seconds, dag=False)
+        await self.client.create(
+            group_path(w.SZAL_API, self.namespace, "workflows"), wf, resource="workflows"
+        )
+        await self._create_all(
+            self.run_path() or "", [w.szal_run(n, "one") for n in names], "workflowruns"
+        )
 
 
 class Argo(Engine):
-    def __init__(self, kubectl: Kubectl, client: ApiClient, namespace: str, *, binary: Path, tuned: bool) -> None:
+    def __init__(
+        self, kubectl: Kubectl, client: ApiClient, namespace: str, *, binary: Path, tuned: bool
+    ) -> None:
         super().__init__(kubectl, client, namespace)
         self.key = "argo_tuned" if tuned else "argo_default"
         self.binary, self.tuned = binary, tuned
@@ -316,7 +339,9 @@ class Argo(Engine):
         return path
 
     async def start(self) -> None:
-        config: dict[str, str] = {}
+        # Its metrics server on a port of its own (default 9090: two sessions
+        # on one machine would collide); not a performance setting.
+        config: dict[str, str] = {"metricsConfig": f"port: {free_port()}\n"}
         if self.tuned:
             # Pod creation rate limit (default unlimited: nothing to tune).
             config["resourceRateLimit"] = "limit: 1000\nburst: 1000\n"
@@ -346,7 +371,10 @@ class Argo(Engine):
             env.update(ARGO_TUNED_ENV)
             args += ARGO_TUNED_ARGS
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+            # a long-lived child, started once per session: blocking is fine
+            self.proc = subprocess.Popen(  # noqa: ASYNC220
+                args, stdout=log, stderr=subprocess.STDOUT, env=env
+            )
         self.pid = self.proc.pid
         await asyncio.sleep(3.0)  # informers synced
         if self.proc.poll() is not None:
@@ -361,13 +389,15 @@ class Argo(Engine):
                 self.proc.kill()
                 self.proc.wait()
 
-    async def submit(self, name: str, steps: list[w.Step], seconds: float, max_parallel: int) -> None:
+    async def submit(
+        self, name: str, steps: list[w.Step], seconds: float, max_parallel: int
+    ) -> None:
         dag = max_parallel > 0
         wf = w.argo_workflow(name, steps, seconds, dag=dag, max_parallel=max_parallel)
         await self.client.create(self.run_path() or "", wf, resource="workflows")
 
-    async def burst(self, names: list[str], seconds: float) -> None:
-        bodies = [w.argo_workflow(n, [w.Step("only")], seconds, dag=False) for n in names]
+    async def burst(self, names: list[str], steps: list[w.Step], seconds: float) -> None:
+        bodies = [w.argo_workflow(n, steps, seconds, dag=False) for n in names]
         await self._create_all(self.run_path() or "", bodies, "workflows")
 
 
@@ -383,7 +413,9 @@ class Floor(Engine):
     def finished(self, watch: Watch, name: str, steps: list[w.Step]) -> bool:
         return all((name, s.name) in watch.pod_finished for s in steps)
 
-    async def submit(self, name: str, steps: list[w.Step], seconds: float, max_parallel: int) -> None:
+    async def submit(
+        self, name: str, steps: list[w.Step], seconds: float, max_parallel: int
+    ) -> None:
         """Nothing to submit: drive() creates the pods."""
 
     async def _create(self, run: str, step: str, seconds: float) -> None:
@@ -391,7 +423,9 @@ class Floor(Engine):
             core_path(self.namespace, "pods"), w.floor_pod(run, step, seconds), resource="pods"
         )
 
-    async def drive(self, watch: Watch, name: str, steps: list[w.Step], seconds: float, max_parallel: int) -> None:
+    async def drive(
+        self, watch: Watch, name: str, steps: list[w.Step], seconds: float, max_parallel: int
+    ) -> None:
         started: set[str] = set()
         pending: set[asyncio.Task[None]] = set()
         while True:
@@ -407,15 +441,42 @@ class Floor(Engine):
             await watch.wait(fut, 1.0)
         await asyncio.gather(*pending)
 
-    async def burst(self, names: list[str], seconds: float) -> None:
-        bodies = [w.floor_pod(n, "only", seconds) for n in names]
+    async def burst(self, names: list[str], steps: list[w.Step], seconds: float) -> None:
+        """The first pod of every run at once; with more than one step, each
+        next pod the moment the watch shows the one before finished."""
+        bodies = [w.floor_pod(n, steps[0].name, seconds) for n in names]
         await self._create_all(core_path(self.namespace, "pods"), bodies, "pods")
+        if len(steps) == 1:
+            return
+        following = {a.name: b.name for a, b in itertools.pairwise(steps)}
+        wanted, seen = set(names), 0
+        last = steps[-1].name
+        pending: set[asyncio.Task[None]] = set()
+        watch, left = self.watch, len(names)
+        assert watch is not None
+        while left:
+            fut = watch.waiter()
+            for run, step in watch.finished_order[seen:]:
+                if run in wanted and step == last:
+                    left -= 1
+                elif run in wanted and step in following:
+                    task = asyncio.create_task(self._create(run, following[step], seconds))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+            seen = len(watch.finished_order)
+            if left:
+                await watch.wait(fut, 1.0)
+        await asyncio.gather(*pending)
 
 
 async def session(engine: Engine, sizes: w.Sizes) -> dict[str, Any]:
     """Chain, DAG and burst through one engine; its figures for the table."""
-    watch = Watch(engine.client, engine.namespace, engine.run_path(), engine.step_of)
-    out: dict[str, Any] = {"engine": engine.key, "namespace": engine.namespace, "load_before": load_average()}
+    watch = engine.watch = Watch(engine.client, engine.namespace, engine.run_path(), engine.step_of)
+    out: dict[str, Any] = {
+        "engine": engine.key,
+        "namespace": engine.namespace,
+        "load_before": load_average(),
+    }
     await watch.start()
     await engine.start()
     cpu0 = cpu_seconds(engine.pid) if engine.pid else None
@@ -427,9 +488,13 @@ async def session(engine: Engine, sizes: w.Sizes) -> dict[str, Any]:
         await engine.submit("chain", chain, sizes.chain_step_s, 0)
         await asyncio.gather(
             engine.drive(watch, "chain", chain, sizes.chain_step_s, 0),
-            watch.until(lambda: engine.finished(watch, "chain", chain), sizes.chain * 30 + 120, "chain"),
+            watch.until(
+                lambda: engine.finished(watch, "chain", chain), sizes.chain * 30 + 120, "chain"
+            ),
         )
-        end = watch.run_finished.get("chain") or max(f for _, f in watch.times("chain").values() if f)
+        end = watch.run_finished.get("chain") or max(
+            f for _, f in watch.times("chain").values() if f
+        )
         hop = w.hops(chain, watch.times("chain"))
         versions = {k: watch.versions[k] - versions0[k] for k in watch.versions}
         out["chain"] = {
@@ -461,31 +526,71 @@ async def session(engine: Engine, sizes: w.Sizes) -> dict[str, Any]:
         }
         # 3. the burst
         names = [f"b{i:03d}" for i in range(sizes.burst)]
-        t0 = time.monotonic()
-        await engine.burst(names, sizes.burst_step_s)
-        if isinstance(engine, Floor):
-            done = lambda: all((n, "only") in watch.pod_finished for n in names)  # noqa: E731
-            await watch.until(done, 900, "burst")
-            finish = {n: watch.pod_finished[(n, "only")] for n in names}
-            start = {n: watch.pod_created[(n, "only")] for n in names}
-        else:
-            await watch.until(lambda: all(n in watch.run_finished for n in names), 900, "burst")
-            finish = {n: watch.run_finished[n] for n in names}
-            start = {n: watch.run_created[n] for n in names}
-        last = max(finish.values())
-        out["burst"] = {
-            "runs": sizes.burst,
-            "wall_s": last - t0,
-            "runs_per_min": sizes.burst / (last - t0) * 60,
-            "latency_s": w.summary([finish[n] - start[n] for n in names]),
-            "failed": sorted(n for n in names if watch.run_phase.get(n, "Succeeded") != "Succeeded"),
-            "load": load_average(),
-        }
+        out["burst"] = await _burst(engine, watch, names, [w.Step("only")], sizes.burst_step_s)
         if engine.pid:
             out["cpu_s"] = cpu_seconds(engine.pid) - (cpu0 or 0.0)
             out["peak_rss_mib"] = peak_rss_mib(engine.pid)
         if isinstance(engine, Szal):
             out["szal_api_writes"] = engine.op.writes()
+    finally:
+        engine.stop()
+        await watch.stop()
+    return out
+
+
+async def _burst(
+    engine: Engine, watch: Watch, names: list[str], steps: list[w.Step], seconds: float
+) -> dict[str, Any]:
+    """Start a run of ``steps`` per name at once; throughput and latencies.
+
+    A run's latency is its run object seen created to seen finished; the
+    floor's, its first pod seen created to its last pod seen finished.
+    """
+    versions0 = dict(watch.versions)
+    t0 = time.monotonic()
+    await engine.burst(names, steps, seconds)
+    first, last = steps[0].name, steps[-1].name
+    if isinstance(engine, Floor):
+        done = lambda: all((n, last) in watch.pod_finished for n in names)  # noqa: E731
+        await watch.until(done, 1800, "burst")
+        finish = {n: watch.pod_finished[(n, last)] for n in names}
+        start = {n: watch.pod_created[(n, first)] for n in names}
+    else:
+        await watch.until(lambda: all(n in watch.run_finished for n in names), 1800, "burst")
+        finish = {n: watch.run_finished[n] for n in names}
+        start = {n: watch.run_created[n] for n in names}
+    end = max(finish.values())
+    versions = {k: watch.versions[k] - versions0[k] for k in watch.versions}
+    by_run: dict[str, dict[str, tuple[float, float | None]]] = {}
+    for (run, step), created in watch.pod_created.items():
+        by_run.setdefault(run, {})[step] = (created, watch.pod_finished.get((run, step)))
+    hop = [h for n in names for h in w.hops(steps, by_run.get(n, {}))]
+    return {
+        "runs": len(names),
+        "steps_per_run": len(steps),
+        "wall_s": end - t0,
+        "runs_per_min": len(names) / (end - t0) * 60,
+        "latency_s": w.summary([finish[n] - start[n] for n in names]),
+        "hop_ms": w.summary(hop),
+        "versions_per_step": sum(versions.values()) / (len(names) * len(steps)),
+        "failed": sorted(n for n in names if watch.run_phase.get(n, "Succeeded") != "Succeeded"),
+        "load": load_average(),
+    }
+
+
+async def scale_session(engine: Engine, runs: int, steps: int) -> dict[str, Any]:
+    """``runs`` concurrent runs of a ``steps``-step chain of 1 s steps through one engine."""
+    watch = engine.watch = Watch(engine.client, engine.namespace, engine.run_path(), engine.step_of)
+    out: dict[str, Any] = {"engine": engine.key, "namespace": engine.namespace}
+    await watch.start()
+    await engine.start()
+    cpu0 = cpu_seconds(engine.pid) if engine.pid else None
+    try:
+        names = [f"r{i:04d}" for i in range(runs)]
+        out["scale"] = await _burst(engine, watch, names, w.chain_steps(steps), 1.0)
+        if engine.pid:
+            out["cpu_s"] = cpu_seconds(engine.pid) - (cpu0 or 0.0)
+            out["peak_rss_mib"] = peak_rss_mib(engine.pid)
     finally:
         engine.stop()
         await watch.stop()
@@ -521,7 +626,10 @@ def figures(sessions: list[dict[str, Any]]) -> dict[str, dict[str, float | None]
 
 def build_argo() -> tuple[Path, Path]:
     proc = subprocess.run(
-        ["bash", str(REPO / "bench/argo/build.sh"), "--crds"], capture_output=True, text=True, check=False
+        ["bash", str(REPO / "bench/argo/build.sh"), "--crds"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode:
         raise SystemExit(f"bench/argo/build.sh failed:\n{proc.stderr[-3000:]}")
@@ -534,18 +642,28 @@ def install_argo_crds(kubectl: Kubectl, crds: Path) -> None:
     kubectl("wait", "--for=condition=Established", "crd/workflows.argoproj.io", "--timeout=60s")
 
 
+def make_engine(key: str, kubectl: Kubectl, client: ApiClient, ns: str, argo: Path) -> Engine:
+    if key == "szal":
+        return Szal(kubectl, client, ns)
+    if key in ARGO_ENGINES:
+        return Argo(kubectl, client, ns, binary=argo, tuned=key == "argo_tuned")
+    if key == "floor":
+        return Floor(kubectl, client, ns)
+    raise SystemExit(f"--engines: unknown engine {key!r} (szal, argo_default, argo_tuned, floor)")
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     sizes = w.Sizes.quick() if args.quick else w.Sizes()
     kubeconfig = Path(args.kubeconfig)
     deadline = time.monotonic() + 600
-    while not kubeconfig.exists():
+    while not kubeconfig.exists():  # noqa: ASYNC240 (before anything runs)
         if time.monotonic() > deadline:
             raise SystemExit(f"no kubeconfig at {kubeconfig}: is the test cluster up?")
         await asyncio.sleep(2)
     kubectl = Kubectl(binary=Path(args.kubectl), kubeconfig=kubeconfig)
     order = [e for e in args.engines.split(",") if e]
     binary, version = Path("/nonexistent"), ""
-    if any(e in ARGO_ENGINES for e in order):
+    if any(e in ARGO_ENGINES for e in order + args.scale_engines.split(",") * args.scale):
         binary, crds = build_argo()
         version = _argo_version(binary)
         install_argo_crds(kubectl, crds)
@@ -553,29 +671,27 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     client = ApiClient(load_credentials(kubeconfig))
     tag = secrets.token_hex(3)
     sessions: list[dict[str, Any]] = []
+    scale: list[dict[str, Any]] = []
     namespaces: list[str] = []
     try:
-        for rnd in range(args.rounds):
-            for key in order:
-                ns = f"versus-{tag}-{key.replace('_', '-')}-{rnd + 1}"
-                kubectl("create", "namespace", ns)
-                namespaces.append(ns)
-                await _default_sa(kubectl, ns)
-                engine: Engine
-                if key == "szal":
-                    engine = Szal(kubectl, client, ns)
-                elif key in ARGO_ENGINES:
-                    engine = Argo(kubectl, client, ns, binary=binary, tuned=key == "argo_tuned")
-                elif key == "floor":
-                    engine = Floor(kubectl, client, ns)
-                else:
-                    raise SystemExit(f"--engines: unknown engine {key!r}")
-                print(f"[versus] round {rnd + 1}: {key} in {ns} (load {load_average()})", file=sys.stderr)
+        plan = [(f"round {r + 1}", key) for r in range(args.rounds) for key in order]
+        if args.scale:
+            plan += [("scale", key) for key in args.scale_engines.split(",") if key]
+        for label, key in plan:
+            ns = f"versus-{tag}-{key.replace('_', '-')}-{len(namespaces) + 1}"
+            kubectl("create", "namespace", ns)
+            namespaces.append(ns)
+            await _default_sa(kubectl, ns)
+            engine = make_engine(key, kubectl, client, ns, binary)
+            print(f"[versus] {label}: {key} in {ns} (load {load_average()})", file=sys.stderr)
+            if label == "scale":
+                scale.append(await scale_session(engine, args.scale_runs, 5))
+            else:
                 result = await session(engine, sizes)
-                result["round"] = rnd + 1
+                result["round"] = int(label.split()[1])
                 sessions.append(result)
-                if not args.keep:
-                    kubectl("delete", "namespace", ns, "--wait=false", check=False)
+            if not args.keep:
+                kubectl("delete", "namespace", ns, "--wait=false", check=False)
     finally:
         await client.close()
         if not args.keep:
@@ -585,15 +701,22 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "sizes": sizes.__dict__,
         "versions": {"argo_workflows": version or "-", "szal": _szal_version()},
-        "argo_tuned": {"env": ARGO_TUNED_ENV, "args": ARGO_TUNED_ARGS, "configmap": "resourceRateLimit 1000/1000"},
+        "argo_tuned": {
+            "env": ARGO_TUNED_ENV,
+            "args": ARGO_TUNED_ARGS,
+            "configmap": "resourceRateLimit 1000/1000",
+        },
         "load_average_end": load_average(),
         "sessions": sessions,
         "figures": figures(sessions),
+        "scale": scale,
     }
 
 
 def _argo_version(binary: Path) -> str:
-    out = subprocess.run([str(binary), "version"], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        [str(binary), "version"], capture_output=True, text=True, check=False
+    ).stdout
     for line in out.splitlines():
         if line.strip().startswith("workflow-controller:"):
             return line.split(":", 1)[1].strip()
@@ -626,6 +749,16 @@ def report(r: dict[str, Any]) -> str:
         f"DAG ideal schedule: {r['sessions'][0]['dag']['ideal_schedule_s']:.0f} s;"
         " ratios are 'times worse' (> 1: the first is slower or costlier)",
     ]
+    for sc in r.get("scale", []):
+        x = sc["scale"]
+        lines.append(
+            f"scale, {sc['engine']}: {x['runs']} concurrent runs of {x['steps_per_run']} 1 s steps"
+            f" in {x['wall_s']:.1f} s ({x['runs_per_min']:.0f} runs/min), hop p50"
+            f" {x['hop_ms'].get('p50', 0):.0f} ms p99 {x['hop_ms'].get('p99', 0):.0f} ms,"
+            f" {x['versions_per_step']:.2f} versions/step, CPU {sc.get('cpu_s', 0):.1f} s,"
+            f" peak RSS {sc.get('peak_rss_mib', 0):.0f} MiB, failed {len(x['failed'])},"
+            f" load {x['load'][0]:.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -640,6 +773,13 @@ def main() -> int:
         "--engines",
         default="szal,argo_default,argo_tuned,floor",
         help="comma-separated, in session order (szal, argo_default, argo_tuned, floor)",
+    )
+    parser.add_argument(
+        "--scale", action="store_true", help="also: many concurrent 5-step runs per engine"
+    )
+    parser.add_argument("--scale-runs", type=int, default=1000)
+    parser.add_argument(
+        "--scale-engines", default="szal,argo_default", help="engines of the scale scenario"
     )
     parser.add_argument("--json", default="bench-versus.json", help="where the raw results go")
     parser.add_argument("--keep", action="store_true", help="keep the namespaces")

@@ -86,7 +86,9 @@ def dag_steps(n: int, max_parallel: int) -> tuple[list[Step], float]:
 # --- Szál -------------------------------------------------------------------
 
 
-def szal_workflow(name: str, steps: Sequence[Step], seconds: float, *, dag: bool, max_parallel: int = 0) -> dict[str, Any]:
+def szal_workflow(
+    name: str, steps: Sequence[Step], seconds: float, *, dag: bool, max_parallel: int = 0
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "mode": "Dag" if dag else "Sequential",
         "template": {
@@ -124,7 +126,9 @@ def _argo_step_template(seconds: float) -> dict[str, Any]:
     }
 
 
-def argo_workflow(name: str, steps: Sequence[Step], seconds: float, *, dag: bool, max_parallel: int = 0) -> dict[str, Any]:
+def argo_workflow(
+    name: str, steps: Sequence[Step], seconds: float, *, dag: bool, max_parallel: int = 0
+) -> dict[str, Any]:
     """An Argo Workflow running ``steps``: a ``steps`` template (one group per
     step) for a chain, a ``dag`` template for a DAG, a bare container for one step."""
     step = _argo_step_template(seconds)
@@ -133,7 +137,11 @@ def argo_workflow(name: str, steps: Sequence[Step], seconds: float, *, dag: bool
         spec["templates"] = [{**step, "name": "main"}]
     elif dag:
         tasks = [
-            {"name": s.name, "template": "step", **({"dependencies": list(s.after)} if s.after else {})}
+            {
+                "name": s.name,
+                "template": "step",
+                **({"dependencies": list(s.after)} if s.after else {}),
+            }
             for s in steps
         ]
         spec["templates"] = [{"name": "main", "dag": {"tasks": tasks}}, step]
@@ -175,7 +183,9 @@ def floor_pod(run: str, step: str, seconds: float) -> dict[str, Any]:
     }
 
 
-def floor_ready(steps: Sequence[Step], done: set[str], started: set[str], running: int, max_parallel: int) -> list[str]:
+def floor_ready(
+    steps: Sequence[Step], done: set[str], started: set[str], running: int, max_parallel: int
+) -> list[str]:
     """The steps the floor starts now: ready ones in definition order, while
     fewer than ``max_parallel`` run (0: no limit), like Szál's planner."""
     out: list[str] = []
@@ -232,7 +242,12 @@ MEASURES: tuple[tuple[str, str, str, bool], ...] = (
     ("cpu_s", "controller CPU", "s", True),
     ("peak_rss_mib", "controller peak RSS", "MiB", True),
 )
-COLUMNS = (("argo_default", "Argo default"), ("argo_tuned", "Argo tuned"), ("szal", "Szál"), ("floor", "floor"))
+COLUMNS = (
+    ("argo_default", "Argo default"),
+    ("argo_tuned", "Argo tuned"),
+    ("szal", "Szál"),
+    ("floor", "floor"),
+)
 
 
 def _fmt(value: float | None) -> str:
@@ -255,7 +270,13 @@ def ratio(value: float | None, base: float | None, lower_is_better: bool) -> flo
 def render_table(figures: Mapping[str, Mapping[str, float | None]]) -> str:
     """The Markdown table: one row per measure, one column per engine, then
     Argo default / Szál, Argo tuned / Szál and Szál / floor (each "times worse")."""
-    head = ["measure", *(label for _, label in COLUMNS), "Argo def./Szál", "Argo tuned/Szál", "Szál/floor"]
+    head = [
+        "measure",
+        *(label for _, label in COLUMNS),
+        "Argo def./Szál",
+        "Argo tuned/Szál",
+        "Szál/floor",
+    ]
     rows = [head, ["---"] * len(head)]
     for key, label, unit, lower in MEASURES:
         vals = {col: (figures.get(col) or {}).get(key) for col, _ in COLUMNS}
@@ -274,7 +295,10 @@ def render_table(figures: Mapping[str, Mapping[str, float | None]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = []
     for r in rows:
-        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        cells = [
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
         if r[0] == "---":
             cells = ["-" * w for w in widths]
         lines.append("| " + " | ".join(cells) + " |")

@@ -5,6 +5,7 @@
 #
 #   bench/argo/build.sh           build (or reuse) and print the bin dir
 #   bench/argo/build.sh --crds    also print the directory of Argo's CRDs
+#   bench/argo/build.sh --crds-only   download the module, print only the CRDs' directory
 #
 # Argo's go.mod has no replace directives, so `go install module@version`
 # builds it as published. The CRDs come from the same downloaded module
@@ -28,7 +29,7 @@ module_dir() {
 
 print_result() {
   echo "$bin"
-  if [[ "${1:-}" == "--crds" ]]; then
+  if [[ "${1:-}" == --crds* ]]; then
     local dir
     dir="$(module_dir)"
     [[ -d "$dir/manifests/base/crds/minimal" ]] || { log "ERROR: no CRDs in $dir"; exit 1; }
@@ -37,6 +38,10 @@ print_result() {
 }
 
 mkdir -p "$dest"
+if [[ "${1:-}" == "--crds-only" ]]; then
+  print_result --crds | tail -n 1
+  exit 0
+fi
 if [[ -x "$bin/workflow-controller" ]]; then
   log "reusing $bin"
   print_result "$@"

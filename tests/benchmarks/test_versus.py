@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-
 from bench import versus_workloads as w
+
 from szal.cli.loading import validate_file
 
 SIZES = [w.Sizes(), w.Sizes.quick()]
@@ -97,7 +97,9 @@ def test_the_three_spellings_run_the_same_dag() -> None:
     szal = w.szal_workflow("dag", dag, 2.0, dag=True, max_parallel=50)["spec"]
     argo = w.argo_workflow("dag", dag, 2.0, dag=True, max_parallel=50)["spec"]
     szal_deps = {s["name"]: sorted(s.get("dependsOn", [])) for s in szal["steps"]}
-    argo_deps = {t["name"]: sorted(t.get("dependencies", [])) for t in argo["templates"][0]["dag"]["tasks"]}
+    argo_deps = {
+        t["name"]: sorted(t.get("dependencies", [])) for t in argo["templates"][0]["dag"]["tasks"]
+    }
     assert szal_deps == argo_deps == {s.name: sorted(s.after) for s in dag}
     assert len(dag) == 200 and sum(1 for s in dag if not s.after) == 20
 
@@ -178,7 +180,9 @@ def test_table_has_every_column_and_skips_empty_measures() -> None:
     }
     table = w.render_table(figures)
     lines = table.splitlines()
-    assert lines[0].startswith("| measure") and "Argo default" in lines[0] and "Szál/floor" in lines[0]
+    assert (
+        lines[0].startswith("| measure") and "Argo default" in lines[0] and "Szál/floor" in lines[0]
+    )
     assert set(lines[1]) <= {"|", "-", " "}
     hop = next(line for line in lines if line.startswith("| hop p50"))
     assert "9,000" in hop and "1000.00x" in hop and "111.11x" in hop and "2.00x" in hop
