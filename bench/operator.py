@@ -65,6 +65,32 @@ from szal.runners.kubernetes.client import (  # noqa: E402
 from szal.spec import API_VERSION  # noqa: E402
 
 
+async def watch_events(
+    client: ApiClient, path: str, on_event: Callable[[str, dict[str, Any], float], None]
+) -> None:
+    """Watch ``path`` forever; call ``on_event(type, object, monotonic time
+    of arrival)`` for every ADDED and MODIFIED (bench.versus uses it too)."""
+    session = client._ensure_session()
+    rv = ""
+    while True:
+        params = {"watch": "1", "allowWatchBookmarks": "true"}
+        if rv:
+            params["resourceVersion"] = rv
+        async with session.get(
+            client.credentials.server + path,
+            params=params,
+            headers=client._headers(None),
+            timeout=None,
+        ) as response:
+            async for line in response.content:
+                seen = time.monotonic()
+                event = json.loads(line)
+                obj = event["object"]
+                rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                if event["type"] in ("ADDED", "MODIFIED"):
+                    on_event(event["type"], obj, seen)
+
+
 @dataclass
 class Watcher:
     """Records when pods and runs are first seen in each state (monotonic clock)."""
@@ -81,25 +107,7 @@ class Watcher:
     async def _watch(
         self, path: str, on_event: Callable[[str, dict[str, Any], float], None]
     ) -> None:
-        session = self.client._ensure_session()
-        rv = ""
-        while True:
-            params = {"watch": "1", "allowWatchBookmarks": "true"}
-            if rv:
-                params["resourceVersion"] = rv
-            async with session.get(
-                self.client.credentials.server + path,
-                params=params,
-                headers=self.client._headers(None),
-                timeout=None,
-            ) as response:
-                async for line in response.content:
-                    seen = time.monotonic()
-                    event = json.loads(line)
-                    obj = event["object"]
-                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        on_event(event["type"], obj, seen)
+        await watch_events(self.client, path, on_event)
 
     def _pod(self, kind: str, pod: dict[str, Any], seen: float) -> None:
         meta = pod["metadata"]

@@ -63,7 +63,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench import versus_workloads as w  # noqa: E402
-from bench.operator import find_kubectl  # noqa: E402
+from bench.operator import find_kubectl, watch_events  # noqa: E402
 from e2e.conftest import Kubectl  # noqa: E402
 from e2e.operator_support import OperatorProcess, ensure_crds, free_port  # noqa: E402
 
@@ -118,26 +118,11 @@ class Watch:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def _watch(self, path: str, kind: str) -> None:
-        session = self.client._ensure_session()
-        rv = ""
-        while True:
-            params = {"watch": "1", "allowWatchBookmarks": "true"}
-            if rv:
-                params["resourceVersion"] = rv
-            async with session.get(
-                self.client.credentials.server + path,
-                params=params,
-                headers=self.client._headers(None),
-                timeout=None,
-            ) as response:
-                async for line in response.content:
-                    seen = time.monotonic()
-                    event = json.loads(line)
-                    obj = event["object"]
-                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        self.versions[kind] += 1
-                        self._on(kind, obj, seen)
+        def counted(_: str, obj: dict[str, Any], seen: float) -> None:
+            self.versions[kind] += 1
+            self._on(kind, obj, seen)
+
+        await watch_events(self.client, path, counted)
 
     def _on(self, kind: str, obj: dict[str, Any], seen: float) -> None:
         phase = (obj.get("status") or {}).get("phase")
@@ -694,6 +679,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 kubectl("delete", "namespace", ns, "--wait=false", check=False)
     finally:
         await client.close()
+        await asyncio.sleep(0.25)  # aiohttp: let the TLS transports close
         if not args.keep:
             for ns in namespaces:
                 kubectl("delete", "namespace", ns, "--wait=false", check=False)

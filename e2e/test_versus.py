@@ -104,3 +104,4 @@ async def _session(kubectl: Kubectl, ns: str, key: str) -> dict[str, Any]:
         return await versus.session(engine, TINY)
     finally:
         await client.close()
+        await asyncio.sleep(0.25)  # aiohttp: let the TLS transports close
