@@ -677,6 +677,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 sessions.append(result)
             if not args.keep:
                 kubectl("delete", "namespace", ns, "--wait=false", check=False)
+            # so far, in case the rest is interrupted
+            partial = json.dumps({"sessions": sessions, "scale": scale}, indent=2)
+            Path(args.json).write_text(partial)  # noqa: ASYNC240 (between sessions)
     finally:
         await client.close()
         await asyncio.sleep(0.25)  # aiohttp: let the TLS transports close
@@ -723,6 +726,28 @@ async def _default_sa(kubectl: Kubectl, ns: str) -> None:
         await asyncio.sleep(0.2)
 
 
+def goals(fig: dict[str, dict[str, float | None]]) -> list[str]:
+    """Issue 17's goals for Szál against the floor, each met or not."""
+    sz, fl = fig.get("szal") or {}, fig.get("floor") or {}
+    out = []
+    checks = [
+        ("DAG wall within 5% of the floor's", "dag_wall_s", lambda a, b: a <= b * 1.05),
+        (
+            "burst throughput at least 80% of the floor's",
+            "burst_runs_per_min",
+            lambda a, b: a >= 0.8 * b,
+        ),
+    ]
+    for label, key, ok in checks:
+        a, b = sz.get(key), fl.get(key)
+        if a is not None and b is not None:
+            out.append(f"goal: {label}: {'met' if ok(a, b) else 'NOT met'} ({a:.1f} vs {b:.1f})")
+    p99 = sz.get("hop_p99_ms")
+    if p99 is not None:
+        out.append(f"goal: hop p99 under 50 ms: {'met' if p99 < 50 else 'NOT met'} ({p99:.0f} ms)")
+    return out
+
+
 def report(r: dict[str, Any]) -> str:
     loads = ", ".join(f"{s['engine']} {s['chain']['load'][0]:.1f}" for s in r["sessions"])
     lines = [
@@ -735,6 +760,7 @@ def report(r: dict[str, Any]) -> str:
         f"DAG ideal schedule: {r['sessions'][0]['dag']['ideal_schedule_s']:.0f} s;"
         " ratios are 'times worse' (> 1: the first is slower or costlier)",
     ]
+    lines += goals(r["figures"])
     for sc in r.get("scale", []):
         x = sc["scale"]
         lines.append(
