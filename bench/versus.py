@@ -757,9 +757,12 @@ def report(r: dict[str, Any]) -> str:
         "",
         w.render_table(r["figures"]),
         "",
-        f"DAG ideal schedule: {r['sessions'][0]['dag']['ideal_schedule_s']:.0f} s;"
-        " ratios are 'times worse' (> 1: the first is slower or costlier)",
     ]
+    if r["sessions"]:
+        lines.append(
+            f"DAG ideal schedule: {r['sessions'][0]['dag']['ideal_schedule_s']:.0f} s;"
+            " ratios are 'times worse' (> 1: the first is slower or costlier)"
+        )
     lines += goals(r["figures"])
     for sc in r.get("scale", []):
         x = sc["scale"]
