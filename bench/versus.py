@@ -25,7 +25,8 @@ stage. Writes are counted as the object versions the namespace's watches
 see (pods, runs, Events) per step: namespace-scoped, so other sessions on
 the shared cluster cannot inflate them (the API server's own
 ``apiserver_request_total`` is cluster-wide and would count them). kwok's
-own pod status writes are in every column, the floor's included.
+own pod status writes and the scheduler's Events are in every column, the
+floor's included.
 
 Each session gets a fresh ``versus-*`` namespace, deleted at the end
 (``--keep`` keeps them). The load average is recorded with every session:
