@@ -51,6 +51,8 @@ from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import aiohttp  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -69,26 +71,41 @@ async def watch_events(
     client: ApiClient, path: str, on_event: Callable[[str, dict[str, Any], float], None]
 ) -> None:
     """Watch ``path`` forever; call ``on_event(type, object, monotonic time
-    of arrival)`` for every ADDED and MODIFIED (bench.versus uses it too)."""
+    of arrival)`` for every ADDED and MODIFIED (bench.versus uses it too).
+
+    A dropped connection (the API server under load) is re-watched from the
+    last resourceVersion seen; an ERROR event (410 Gone: events were lost)
+    raises, so a benchmark fails instead of waiting for what it missed.
+    """
     session = client._ensure_session()
     rv = ""
     while True:
         params = {"watch": "1", "allowWatchBookmarks": "true"}
         if rv:
             params["resourceVersion"] = rv
-        async with session.get(
-            client.credentials.server + path,
-            params=params,
-            headers=client._headers(None),
-            timeout=None,
-        ) as response:
-            async for line in response.content:
-                seen = time.monotonic()
-                event = json.loads(line)
-                obj = event["object"]
-                rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                if event["type"] in ("ADDED", "MODIFIED"):
-                    on_event(event["type"], obj, seen)
+        try:
+            async with session.get(
+                client.credentials.server + path,
+                params=params,
+                headers=client._headers(None),
+                timeout=None,
+            ) as response:
+                if response.status >= 500 or response.status == 429:
+                    await asyncio.sleep(0.5)  # the API server is busy: retry
+                    continue
+                if response.status != 200:
+                    raise RuntimeError(f"watch {path}: {response.status} {await response.text()}")
+                async for line in response.content:
+                    seen = time.monotonic()
+                    event = json.loads(line)
+                    obj = event["object"]
+                    if event["type"] == "ERROR":
+                        raise RuntimeError(f"watch {path}: {obj.get('message', obj)}")
+                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        on_event(event["type"], obj, seen)
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionError):
+            await asyncio.sleep(0.2)
 
 
 @dataclass

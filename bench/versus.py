@@ -190,6 +190,10 @@ class Watch:
             fut = self.waiter()
             if done():
                 return
+            for task in self.tasks:
+                if task.done():  # a watch died: its error, not a silent hang
+                    task.result()
+                    raise RuntimeError(f"a watch of {self.namespace} ended")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError(f"{what} did not finish in {timeout:g}s")
