@@ -44,7 +44,7 @@ image: $(STAMP)
 cluster-build:
 	bash e2e/cluster/build.sh
 
-cluster-up:
+cluster-up: $(STAMP)
 	bash e2e/cluster/up.sh
 
 cluster-down:

@@ -258,22 +258,33 @@ def ideal_schedule(steps: list[dict[str, Any]], max_parallel: int, duration: flo
     return clock
 
 
-async def bench(args: argparse.Namespace) -> dict[str, Any]:
+def bench_namespace(args: argparse.Namespace) -> tuple[Path, Kubectl, str]:
+    """The kubeconfig, kubectl and a fresh ``bench-*`` namespace (CRDs installed)."""
     kubeconfig = Path(args.kubeconfig)
     kubectl = Kubectl(binary=Path(args.kubectl), kubeconfig=kubeconfig)
     ensure_crds(kubectl)
     namespace = f"bench-{secrets.token_hex(3)}"
     kubectl("create", "namespace", namespace)
+    return kubeconfig, kubectl, namespace
+
+
+async def wait_default_account(kubectl: Kubectl, namespace: str) -> None:
+    """Until the namespace's default ServiceAccount exists (pods are refused before)."""
+    deadline = time.monotonic() + 30
+    while kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode:
+        if time.monotonic() > deadline:
+            raise TimeoutError("no default ServiceAccount")
+        await asyncio.sleep(0.2)
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    kubeconfig, kubectl, namespace = bench_namespace(args)
     results: dict[str, Any] = {"namespace": namespace}
     op = OperatorProcess(kubeconfig, [namespace])
     client = ApiClient(load_credentials(kubeconfig))
     watcher = Watcher(client, namespace)
     try:
-        deadline = time.monotonic() + 30
-        while kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode:
-            if time.monotonic() > deadline:
-                raise TimeoutError("no default ServiceAccount")
-            await asyncio.sleep(0.2)
+        await wait_default_account(kubectl, namespace)
         op.start()
         await watcher.start()
         await asyncio.sleep(1.0)  # the operator's watches have listed

@@ -38,12 +38,12 @@ _crds_installed = False
 
 
 def ensure_crds(kubectl: Kubectl) -> None:
-    """Apply crds/*.yaml (idempotent) and wait until both are Established."""
+    """Apply crds/*.yaml (idempotent) and wait until every CRD is Established."""
     global _crds_installed
     if _crds_installed:
         return
     kubectl("apply", "-f", str(REPO / "crds"))
-    for name in ("workflows.szal.dev", "workflowruns.szal.dev"):
+    for name in ("workflows.szal.dev", "workflowruns.szal.dev", "workflowschedules.szal.dev"):
         kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
     _crds_installed = True
 

@@ -73,7 +73,7 @@ def test_operator_completes_a_run_with_the_charts_service_account(
             }
             wait_for(
                 lambda: (
-                    (kubectl.get("workflow", "rbac", namespace) or {})
+                    (kubectl.get("workflows.szal.dev", "rbac", namespace) or {})
                     .get("status", {})
                     .get("stepCount")
                     == 3

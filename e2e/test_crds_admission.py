@@ -7,7 +7,9 @@ expanded depth are kept; ``kubectl get workflowruns`` (and ``-o wide``)
 and ``kubectl get workflows`` show the printer columns from a status
 written through ``--subresource=status``; ``kubectl apply`` of a cyclic
 Workflow, a run of a missing Workflow and a run with wrong params is
-refused with the validator's message.
+refused with the validator's message; a misspelt field (below the schema's
+expanded depth, where only the webhook sees it) and a cycle elsewhere are
+refused together.
 
 The webhooks are served by a kopf operator started here, in a thread, with
 only the admission registry (:func:`register_admission`), on 127.0.0.1 with
@@ -436,3 +438,60 @@ def test_inline_workflows_are_validated(
     proc = _apply(kubectl, namespace, _run("inline", {"workflow": CYCLIC["spec"]}))
     assert proc.returncode != 0
     assert "a -> b -> a" in proc.stderr
+
+
+def test_a_misspelt_field_and_a_cycle_elsewhere_are_refused_together(
+    admission: AdmissionOperator, kubectl: Kubectl, namespace: str
+) -> None:
+    # Below the schema's expanded depth the API server keeps unknown fields, so
+    # the typo reaches the webhook; the cycle is in another branch of the tree.
+    leaf: dict[str, Any] = {"name": "l6", "comand": ["true"]}
+    for level in range(5, 0, -1):
+        leaf = {"name": f"l{level}", "script": "true", "steps": [leaf]}
+    cyclic = {"name": "p", "mode": "Dag", "steps": CYCLIC["spec"]["steps"]}
+    spec = {"mode": "Hierarchical", "steps": [leaf, cyclic]}
+    expected = [
+        "- step 'l6': comand: unknown field; did you mean 'command'?",
+        "- step 'a': dependsOn: dependency cycle: a -> b -> a",
+    ]
+    for manifest in (_workflow("typo", spec), _run("typo-1", {"workflow": spec})):
+        proc = _apply(kubectl, namespace, manifest)
+        assert proc.returncode != 0
+        name = manifest["metadata"]["name"]
+        assert f"{manifest['kind']} {name!r} is invalid (2 problems)" in proc.stderr, proc.stderr
+        lines = [line.strip() for line in proc.stderr.splitlines()]
+        assert all(line in lines for line in expected), proc.stderr
+
+
+def _big_dag(name: str, steps: int, *, cyclic: bool) -> dict[str, Any]:
+    """A Dag Workflow of about 600 bytes per step (a long script each)."""
+    items: list[dict[str, Any]] = [
+        {"name": f"s{i:04d}", "script": f"echo {i} " + "x" * 560, "dependsOn": [f"s{i - 1:04d}"]}
+        for i in range(1, steps)
+    ]
+    first: dict[str, Any] = {"name": "s0000", "script": "true"}
+    if cyclic:
+        first["dependsOn"] = [f"s{steps - 1:04d}"]
+    return _workflow(name, {"mode": "Dag", "steps": [first, *items]})
+
+
+def test_bodies_over_a_mebibyte_are_reviewed(
+    admission: AdmissionOperator, kubectl: Kubectl, namespace: str
+) -> None:
+    """aiohttp's default 1 MiB body limit answered 413 with no reason (issue 12)."""
+    big = _big_dag("big", 2000, cyclic=False)
+    assert len(json.dumps(big)) > 1_150_000
+    create = ("create", "-n", namespace, "-f", "-")  # apply's annotation would double it
+    proc = kubectl(*create, input=json.dumps(big), check=False)
+    assert proc.returncode == 0, proc.stderr
+    # An UPDATE's review holds the object twice (object and oldObject): > 2 MiB.
+    proc = kubectl("label", "workflows.szal.dev", "big", "-n", namespace, "team=ml", check=False)
+    assert proc.returncode == 0, proc.stderr
+    # The webhook really read it: a cycle through 2,000 steps is refused by name.
+    proc = kubectl(
+        *create, input=json.dumps(_big_dag("big-cyclic", 2000, cyclic=True)), check=False
+    )
+    assert proc.returncode != 0
+    assert "denied the request" in proc.stderr and "s0001 -> s0000" in proc.stderr, proc.stderr[
+        -600:
+    ]

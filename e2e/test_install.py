@@ -170,6 +170,7 @@ def test_templated_crds_are_kept_by_default(kubectl: Kubectl) -> None:
     assert sorted(c["metadata"]["name"] for c in crds) == [
         "workflowruns.szal.dev",
         "workflows.szal.dev",
+        "workflowschedules.szal.dev",
     ]
     for crd in crds:
         assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}

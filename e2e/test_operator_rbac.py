@@ -3,7 +3,7 @@
 The ServiceAccount, ClusterRole and binding of ``manifests/base`` are
 applied; the operator runs with a token of that ServiceAccount (no admin
 certificate) and must do everything a run needs: watch runs, workflows and
-pods, create pods and Jobs, delete pods (timeouts), write run and workflow
+pods, create pods and Jobs, patch pods (a timed-out pod stopped in place), write run and workflow
 status, post Events, and delete a finished run at its TTL - with
 ``--leader-elect``, so it must also create and renew its Lease (in
 szal-system, where ``leader_election_role.yaml``'s Role is bound; the
@@ -82,20 +82,25 @@ def test_operator_runs_with_the_manifests_rbac_only(
 
 def _complete_runs(kubectl: Kubectl, namespace: str) -> None:
     """The run of the RBAC test completes, with its Events, stepCount and TTL deletion."""
-    kubectl.apply(run("rbac", "rbac", ttlSecondsAfterFinished=1), namespace)
+    kubectl.apply(run("rbac", "rbac", ttlSecondsAfterFinished=4), namespace)
     status = wait_phase(kubectl, namespace, "rbac", timeout=60)
     assert step_phases(status) == {
         "pod": ("Succeeded", 1),
         "job": ("Succeeded", 1),
         "slow": ("TimedOut", 1),
     }
+    # pods/patch: the timed-out pod is stopped in place (kept), not deleted.
+    slow = kubectl.get("pod", status["steps"]["slow"]["podName"], namespace)
+    assert slow is not None and slow["spec"].get("activeDeadlineSeconds") == 1, slow
     events = kubectl.json(
         "get", "events", "-n", namespace, "--field-selector", "involvedObject.name=rbac"
     )["items"]
     assert any(e["reason"] == "StepTimedOut" for e in events)
     wait_for(
         lambda: (
-            (kubectl.get("workflow", "rbac", namespace) or {}).get("status", {}).get("stepCount")
+            (kubectl.get("workflows.szal.dev", "rbac", namespace) or {})
+            .get("status", {})
+            .get("stepCount")
             == 3
         ),
         "the Workflow's stepCount",

@@ -59,6 +59,33 @@ def submit(kubectl: Kubectl, ns: str, name: str, spec: dict[str, Any], **run_spe
     kubectl.apply(run(name, name, **run_spec), ns)
 
 
+def wait_stopped_in_place(
+    kubectl: Kubectl, namespace: str, run_name: str, steps: list[str]
+) -> list[dict[str, Any]]:
+    """The stopped attempts' pods: kept, deadline lowered, Failed with DeadlineExceeded.
+
+    Stopping keeps the evidence (runners/kubernetes/applying.py): the operator
+    lowers a stopped pod's activeDeadlineSeconds instead of deleting it, and
+    the node (kwok's pod-deadline stage here, a kubelet on a real node) kills it.
+    """
+
+    def stopped() -> list[dict[str, Any]] | None:
+        pods = {
+            p["metadata"]["labels"]["szal.dev/step"]: p
+            for p in pods_of(kubectl, namespace, run_name)
+        }
+        found = [pods.get(step) for step in steps]
+        if any(p is None or (p.get("status") or {}).get("phase") != "Failed" for p in found):
+            return None
+        return [p for p in found if p is not None]
+
+    found: list[dict[str, Any]] = wait_for(stopped, f"{', '.join(steps)} to be stopped in place")
+    for pod in found:
+        assert pod["spec"]["activeDeadlineSeconds"] == 1, pod["spec"]
+        assert pod["status"]["reason"] == "DeadlineExceeded", pod["status"]
+    return found
+
+
 def test_diamond_dag_with_a_condition(
     operator: OperatorProcess, kubectl: Kubectl, namespace: str
 ) -> None:
@@ -194,7 +221,8 @@ def test_per_attempt_timeout(operator: OperatorProcess, kubectl: Kubectl, namesp
     assert status["phase"] == "Failed", status
     slow = status["steps"]["slow"]
     assert slow["phase"] == "TimedOut" and "1s" in slow["message"], slow
-    wait_for(lambda: not pods_of(kubectl, namespace, "tmo"), "the timed-out pod to be deleted")
+    (pod,) = wait_stopped_in_place(kubectl, namespace, "tmo", ["slow"])
+    assert slow["podName"] == pod["metadata"]["name"]
 
 
 def test_run_deadline(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
@@ -211,7 +239,7 @@ def test_run_deadline(operator: OperatorProcess, kubectl: Kubectl, namespace: st
     assert step_phases(status) == {"x": ("Cancelled", 1), "y": ("Cancelled", 1)}
     started = parse_timestamp(status["startedAt"])
     assert 2.0 <= parse_timestamp(status["finishedAt"]) - started < 4.0
-    wait_for(lambda: not pods_of(kubectl, namespace, "dl"), "the cancelled pods to be deleted")
+    wait_stopped_in_place(kubectl, namespace, "dl", ["x", "y"])
 
 
 def test_suspend_then_resume(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
@@ -299,13 +327,10 @@ def test_cancel(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> 
         "later": ("Cancelled", 0),
     }
     assert "rollback" not in status["steps"]["done"]  # cancel never rolls back
-    wait_for(
-        lambda: (
-            [p["metadata"]["labels"]["szal.dev/step"] for p in pods_of(kubectl, namespace, "cx")]
-            == ["done"]
-        ),
-        "the running pod to be deleted",
-    )
+
+    # Stopped, not deleted: the cancelled attempt's pod stays as evidence.
+    (long_pod,) = wait_stopped_in_place(kubectl, namespace, "cx", ["long"])
+    assert status["steps"]["long"]["podName"] == long_pod["metadata"]["name"]
 
 
 def test_job_launcher(operator: OperatorProcess, kubectl: Kubectl, namespace: str) -> None:
@@ -414,11 +439,12 @@ def test_kubectl_columns_and_wait(
     assert row[4].endswith("s"), out
     wide = kubectl("get", "workflowruns", "-n", namespace, "-o", "wide").stdout.splitlines()
     assert "MESSAGE" in wide[0].split()
-    wf = kubectl("get", "workflows", "-n", namespace).stdout.splitlines()
+    wf = kubectl("get", "workflows.szal.dev", "-n", namespace).stdout.splitlines()
     assert wf[0].split()[:4] == ["NAME", "MODE", "STEPS", "VERSION"], wf
     wait_for(
         lambda: (
-            kubectl("get", "workflows", "-n", namespace).stdout.splitlines()[1].split()[2] == "1"
+            kubectl("get", "workflows.szal.dev", "-n", namespace).stdout.splitlines()[1].split()[2]
+            == "1"
         ),
         "the STEPS column",
     )

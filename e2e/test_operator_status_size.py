@@ -26,7 +26,8 @@ from szal.engine.actions import Observation
 from szal.engine.planner import Planner, new_run_state
 from szal.engine.workflow import resolve_workflow
 from szal.runners.kubernetes.client import ApiClient, group_path, load_credentials
-from szal.runners.kubernetes.reconciler import encode_pinned, status_merge_patch
+from szal.runners.kubernetes.pinning import encode_pinned
+from szal.runners.kubernetes.reconciler import status_merge_patch
 from szal.spec import API_VERSION, WorkflowSpec
 
 pytestmark = pytest.mark.e2e
@@ -50,11 +51,14 @@ async def _drive(kubeconfig: Path, namespace: str) -> int:
     planner = Planner(workflow)
     async with ApiClient(load_credentials(kubeconfig)) as client:
         path = group_path(API_VERSION, namespace, "workflowruns", "big")
+        status_path = group_path(
+            API_VERSION, namespace, "workflowruns", "big", subresource="status"
+        )
         now = 1_800_000_000.0
         plan = planner.plan(state, [], now)
         first = state.to_status()
         first["pinnedSpec"] = encode_pinned("big", spec, {})
-        await client.merge_patch(path + "/status", {"status": first}, resource="status")
+        await client.merge_patch(status_path, {"status": first}, resource="status")
         done = 0
         while not state.phase.is_terminal:
             now += 1.5
@@ -65,7 +69,7 @@ async def _drive(kubeconfig: Path, namespace: str) -> int:
             done += len(obs)
             plan = planner.plan(state, obs, now)
             patch = status_merge_patch(state, plan.changed_steps)
-            await client.merge_patch(path + "/status", {"status": patch}, resource="status")
+            await client.merge_patch(status_path, {"status": patch}, resource="status")
         stored = await client.get(path)
     assert stored["status"]["phase"] == "Succeeded" and done == STEPS
     stored_status = dict(stored["status"])

@@ -14,6 +14,7 @@ Not covered here: the operator itself as a Pod (the install tests), GPUs
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -138,7 +139,11 @@ def test_timeout_really_kills_the_container(
         # busybox sh as PID 1 ignores SIGTERM unless it traps it; with the
         # trap the kubelet's SIGTERM ends the container (and its sleep) at once.
         "steps": [
-            {"name": "slow", "script": "trap 'exit 143' TERM; sleep 31 & wait", "timeout": "2s"}
+            {
+                "name": "slow",
+                "script": "echo started; trap 'exit 143' TERM; sleep 31 & wait",
+                "timeout": "2s",
+            }
         ],
     }
     with OperatorProcess(kubeconfig, [namespace]):
@@ -160,6 +165,17 @@ def test_timeout_really_kills_the_container(
             what="the timed-out container's process to be gone from the node",
         )
         assert time.monotonic() - started < 20
+    # Stopped in place, not deleted: the pod, its final state and its logs stay.
+    pod_name = slow["podName"]
+
+    def failed() -> dict[str, Any] | None:
+        out = kubectl("get", "pod", pod_name, "-n", namespace, "-o", "json").stdout
+        pod: dict[str, Any] = json.loads(out)
+        return pod if pod.get("status", {}).get("phase") == "Failed" else None
+
+    pod = poll_until(failed, timeout=60, what="the timed-out pod to end Failed")
+    assert pod["status"].get("reason") == "DeadlineExceeded", pod["status"]
+    assert "started" in kubectl("logs", pod_name, "-n", namespace).stdout
 
 
 def test_rollback_runs_real_compensations_in_reverse_completion_order(

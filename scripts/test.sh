@@ -6,7 +6,8 @@
 #    a cache outside the repo (reused when warm) and started on loopback with
 #    kwok nodes (e2e/cluster/). Set SZAL_E2E_KUBECONFIG to use another cluster
 #    (kind, for example) instead; then nothing is built or started.
-# 3. The operator image, dist/szal-image.tar (image/build.sh, skipped when up to date).
+# 3. The operator image, dist/szal-image.tar (image/build.sh, skipped when up to date),
+#    and the web UI tests' headless browser (scripts/browser.sh: Debian's chromium).
 # 4. Lint (ruff, mypy strict, import-linter), then pytest over tests/ and e2e/.
 # Whatever this script started is stopped on exit, pass or fail. Nothing is
 # skipped for a missing dependency: a part that cannot start fails the run.
@@ -39,6 +40,10 @@ log "building (or reusing) the Argo CD health-check harness"
 t0=$(date +%s)
 bash deploy/argocd/harness/build.sh >/dev/null
 log "Argo CD harness ready in $(( $(date +%s) - t0 ))s"
+
+# The web UI tests drive Debian's chromium through chromium-driver (apt-get when missing).
+log "checking (or installing) the headless browser"
+bash scripts/browser.sh >/dev/null
 
 log "starting Postgres"
 started_pg=1

@@ -88,8 +88,14 @@ if command -v iptables >/dev/null; then
     eval "iptables -t nat ${rule/-A PREROUTING/-D PREROUTING}" || log "WARNING: could not delete: $rule"
   done < <(iptables -t nat -S PREROUTING 2>/dev/null | grep -F -- "szal-node:$dir\"" || true)
 fi
-if ip link show "$SZAL_NODE_BRIDGE" >/dev/null 2>&1; then
-  ip link del "$SZAL_NODE_BRIDGE" && log "removed bridge $SZAL_NODE_BRIDGE"
+# Only a bridge this cluster directory made (node-up.sh wrote its name): a
+# down.sh of another cluster on the same host must not cut this one's node off.
+if [[ -f "$node/bridge" ]]; then
+  made="$(cat "$node/bridge")"
+  if ip link show "$made" >/dev/null 2>&1; then
+    ip link del "$made" && log "removed bridge $made"
+  fi
+  rm -f "$node/bridge"
 fi
 
 # 5. Mounts that escaped the namespace (none expected), and host directories

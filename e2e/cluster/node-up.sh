@@ -132,14 +132,11 @@ fi
 log "signing the kubelet's client certificate"
 pki="$node/pki"
 cp "$dir/pki/ca.crt" "$pki/ca.crt"
-{
-  openssl req -new -newkey rsa:2048 -nodes -keyout "$pki/kubelet.key" \
-    -subj "/O=system:nodes/CN=system:node:$SZAL_NODE_NAME" -out "$pki/kubelet.csr"
-  printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
-    >"$pki/kubelet.ext"
-  openssl x509 -req -in "$pki/kubelet.csr" -CA "$dir/pki/ca.crt" -CAkey "$dir/pki/ca.key" \
-    -CAcreateserial -days 30 -sha256 -extfile "$pki/kubelet.ext" -out "$pki/kubelet.crt"
-} >>"$dir/logs/openssl.log" 2>&1 || die "signing the kubelet certificate failed"
+py="${SZAL_PYTHON:-$repo/.venv/bin/python}"
+[[ -x "$py" ]] || py=python3
+"$py" "$here/pki.py" sign --out "$pki" --ca "$dir/pki" kubelet \
+  "/O=system:nodes/CN=system:node:$SZAL_NODE_NAME" client 30 >>"$dir/logs/pki.log" 2>&1 \
+  || die "signing the kubelet certificate failed: $(tail -n 5 "$dir/logs/pki.log")"
 cat >"$node/kubelet.kubeconfig" <<EOF
 apiVersion: v1
 kind: Config
@@ -245,6 +242,8 @@ echo 1 >"$node/fake-sysctl/panic_on_oops"
 # --- host side: bridge, NAT to the API server, cgroups -----------------------------
 log "bridge $SZAL_NODE_BRIDGE ($node_ip/24), DNAT 10.96.0.1:443 -> 127.0.0.1:$SZAL_APISERVER_PORT"
 ip link add "$SZAL_NODE_BRIDGE" type bridge
+# The bridge's name is global: only the cluster directory that made it removes it.
+echo "$SZAL_NODE_BRIDGE" >"$node/bridge"
 ip addr add "$node_ip/24" dev "$SZAL_NODE_BRIDGE"
 ip link set "$SZAL_NODE_BRIDGE" up
 echo 1 >"/proc/sys/net/ipv4/conf/$SZAL_NODE_BRIDGE/route_localnet"

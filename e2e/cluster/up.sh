@@ -81,9 +81,16 @@ if [[ -e "$dir" ]]; then
   "$here/down.sh" || die "could not tear down the old cluster in $dir"
 fi
 
-for tool in curl openssl flock setsid; do
+for tool in curl flock setsid; do
   command -v "$tool" >/dev/null || die "the $tool command is missing"
 done
+# Certificates are made by pki.py with the cryptography library and szal's TLS
+# helpers: the project's virtualenv has both (make install), or name a Python
+# that has them in SZAL_PYTHON.
+py="${SZAL_PYTHON:-$here/../../.venv/bin/python}"
+[[ -x "$py" ]] || py=python3
+"$py" -c 'import szal.runners.kubernetes.tls' 2>/dev/null \
+  || die "$py cannot import szal and cryptography (run make install, or set SZAL_PYTHON)"
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for var in SZAL_ETCD_PORT SZAL_ETCD_PEER_PORT SZAL_APISERVER_PORT SZAL_CONTROLLER_MANAGER_PORT \
            SZAL_SCHEDULER_PORT SZAL_KWOK_PORT; do
@@ -103,36 +110,20 @@ touch "$dir/.szal-cluster"  # down.sh removes only directories carrying this mar
 
 # --- certificates -----------------------------------------------------------
 log "making certificates in $pki"
-ssl() { openssl "$@" 2>>"$dir/logs/openssl.log" || die "openssl $1 failed: $(tail -n 5 "$dir/logs/openssl.log")"; }
-sign() {  # name subject extensions
-  local name=$1 subject=$2 ext=$3
-  ssl req -new -newkey rsa:2048 -nodes -keyout "$pki/$name.key" -subj "$subject" -out "$pki/$name.csr"
-  printf '%s\n' "$ext" >"$pki/$name.ext"
-  ssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-    -days 365 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.crt"
-}
-ssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -subj "/CN=szal-e2e-ca" \
-  -days 3650 -sha256 -out "$pki/ca.crt" \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-sign apiserver "/CN=kube-apiserver" "basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
-sign admin "/O=system:masters/CN=szal-admin" "basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=clientAuth"
+mkcert() { "$py" "$here/pki.py" "$@" 2>>"$dir/logs/pki.log" || die "pki.py $1 failed: $(tail -n 5 "$dir/logs/pki.log")"; }
+mkcert ca --out "$pki"
+mkcert sign --out "$pki" --ca "$pki" apiserver "/CN=kube-apiserver" server 365 \
+  IP:127.0.0.1 IP:10.96.0.1 DNS:localhost DNS:kubernetes DNS:kubernetes.default \
+  DNS:kubernetes.default.svc DNS:kubernetes.default.svc.cluster.local
+mkcert sign --out "$pki" --ca "$pki" admin "/O=system:masters/CN=szal-admin" client 365
 # The apiserver's client certificate towards kubelets (logs, exec on the real
 # node, node-up.sh); kwok nodes never see it.
-sign apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=clientAuth"
+mkcert sign --out "$pki" --ca "$pki" apiserver-kubelet-client \
+  "/O=system:masters/CN=kube-apiserver-kubelet-client" client 365
 # The aggregation layer's client: with it the apiserver publishes a request-header
 # CA, which the controller manager and scheduler expect to find.
-sign front-proxy-client "/CN=front-proxy-client" "basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=clientAuth"
-ssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key"
-ssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
+mkcert sign --out "$pki" --ca "$pki" front-proxy-client "/CN=front-proxy-client" client 365
+mkcert keypair --out "$pki" sa
 
 b64() { base64 -w0 <"$1"; }
 umask 077
@@ -265,7 +256,8 @@ start kube-scheduler "$bin/kube-scheduler" \
 # --- kwok ---------------------------------------------------------------------
 # kwok runs only the stages it is given, so the file holds its default node
 # stages (initialise, heartbeat with leases) and pod stages (ready, delete),
-# read from the kwok module at the pinned version, plus our pod-complete.
+# read from the kwok module at the pinned version, plus our pod-complete and
+# pod-deadline (a stopped step's pod: kwok/pod-deadline.yaml).
 kwok_src="$(cd "$dir" && GOFLAGS= go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" \
   | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')" || true
 [[ -d "$kwok_src/kustomize/stage" ]] || die "could not find sigs.k8s.io/kwok@$KWOK_VERSION in the Go module cache"
@@ -278,6 +270,8 @@ kwok_src="$(cd "$dir" && GOFLAGS= go mod download -json "sigs.k8s.io/kwok@$KWOK_
     echo "---"
   done
   cat "$here/kwok/pod-complete.yaml"
+  echo "---"
+  cat "$here/kwok/pod-deadline.yaml"
 } >"$dir/kwok.yaml"
 start kwok "$bin/kwok" \
   --config="$dir/kwok.yaml" \

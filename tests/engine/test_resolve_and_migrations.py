@@ -5,7 +5,8 @@ unit, env by name, pod field by field, compensation inheriting image and env),
 parsed durations and retry policies, compiled conditions, the flattened
 hierarchy (index, parent, children, group_mode, mode defaulting to
 Sequential), refusing an invalid spec, the migration registry rules, and the
-backoff formulas of RetryPolicy. Deliberately not: planning (other modules).
+backoff formulas of RetryPolicy and BackoffSettings (with jitter).
+Deliberately not: planning (other modules).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from szal.engine import (
     resolve_workflow,
     upgrade,
 )
-from szal.spec import WorkflowSpec
+from szal.spec import Backoff, BackoffSettings, WorkflowSpec
 
 
 def resolve(spec: dict[str, Any], **params: object) -> Any:
@@ -185,9 +186,20 @@ def test_invalid_spec_is_refused() -> None:
         ("Exponential", [2.0, 4.0, 7.0, 7.0]),
     ],
 )
-def test_backoff_formulas_capped_by_max_delay(backoff: str, delays: list[float]) -> None:
+def test_backoff_formulas_capped_by_max_delay(backoff: Backoff, delays: list[float]) -> None:
     policy = RetryPolicy(limit=5, backoff=backoff, delay=2.0, max_delay=7.0)
     assert [policy.delay_after(n) for n in (1, 2, 3, 4)] == delays
+    assert policy.settings == BackoffSettings(backoff, delay=2.0, max_delay=7.0)
+
+
+def test_jitter_only_takes_off_and_is_bounded() -> None:
+    """The history mirror's settings: jitter takes off at most its fraction."""
+    jittered = BackoffSettings("Exponential", delay=0.2, max_delay=30.0, jitter=0.5)
+    assert [jittered.delay_after(n) for n in (1, 2, 3, 9, 20)] == [0.2, 0.4, 0.8, 30.0, 30.0]
+    assert jittered.delay_after(3, draw=0.0) == pytest.approx(0.4)
+    assert jittered.delay_after(3, draw=0.5) == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="jitter"):
+        BackoffSettings(jitter=1.5)
 
 
 # -- migrations ------------------------------------------------------------------

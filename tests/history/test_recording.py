@@ -12,7 +12,7 @@ cancelled steps). Storage is covered by the store contract tests.
 from __future__ import annotations
 
 from szal.engine.actions import Transition
-from szal.engine.phases import RunPhase, StepPhase
+from szal.engine.phases import EventReason, RunPhase, StepPhase
 from szal.engine.state import RollbackState, RunState, StepState
 from szal.history.recording import (
     RunIdentity,
@@ -25,8 +25,15 @@ from szal.history.recording import (
 ID = RunIdentity(uid="u", name="r", namespace="default", created_at=0.0, params={"p": 1})
 
 
-def step(name: str, old: str | None, new: str, at: float, attempt: int, **kw: object) -> Transition:
-    return Transition(name, old, new, at, kw.pop("event", "X"), attempt=attempt, **kw)  # type: ignore[arg-type]
+S = StepPhase
+E = EventReason
+
+
+def step(
+    name: str, old: StepPhase | None, new: StepPhase, at: float, attempt: int, **kw: object
+) -> Transition:
+    event = kw.pop("event", E.STEP_STARTED)
+    return Transition(name, old, new, at, event, attempt=attempt, **kw)  # type: ignore[arg-type]
 
 
 def test_retry_attempts_keep_their_outcomes() -> None:
@@ -37,12 +44,12 @@ def test_retry_attempts_keep_their_outcomes() -> None:
         ID,
         state,
         [
-            step("a", "Pending", "Running", 1.0, 1),
-            step("a", "Running", "Waiting", 2.0, 1, exit_code=1, message="attempt 1 failed"),
-            step("a", "Waiting", "Running", 3.0, 2),
-            step("a", "Running", "Waiting", 4.0, 2, message="attempt 2 timed out: exceeded 1s"),
-            step("a", "Waiting", "Running", 5.0, 3),
-            step("a", "Running", "Succeeded", 6.0, 3, exit_code=0),
+            step("a", S.PENDING, S.RUNNING, 1.0, 1),
+            step("a", S.RUNNING, S.WAITING, 2.0, 1, exit_code=1, outcome=S.FAILED),
+            step("a", S.WAITING, S.RUNNING, 3.0, 2),
+            step("a", S.RUNNING, S.WAITING, 4.0, 2, outcome=S.TIMED_OUT),
+            step("a", S.WAITING, S.RUNNING, 5.0, 3),
+            step("a", S.RUNNING, S.SUCCEEDED, 6.0, 3, exit_code=0, outcome=S.SUCCEEDED),
         ],
     )
     got = [(r.attempt, r.phase, r.started_at, r.finished_at, r.exit_code, r.outputs) for r in rows]
@@ -53,11 +60,38 @@ def test_retry_attempts_keep_their_outcomes() -> None:
     ]
 
 
+def test_the_outcome_field_decides_never_the_message() -> None:
+    """A retried attempt's row is what ``outcome`` says, whatever its message reads."""
+    state = RunState(steps={"a": StepState(phase=StepPhase.WAITING, attempts=2)})
+    rows = attempt_records(
+        ID,
+        state,
+        [
+            step("a", S.PENDING, S.RUNNING, 1.0, 1),
+            step(
+                "a",
+                S.RUNNING,
+                S.WAITING,
+                2.0,
+                1,
+                exit_code=28,
+                message="attempt 1 curl: (28) Connection timed out; retrying in 1s",
+                outcome=S.FAILED,
+            ),
+            step("a", S.WAITING, S.RUNNING, 3.0, 2),
+            step(
+                "a", S.RUNNING, S.WAITING, 4.0, 2, message="attempt 2 failed", outcome=S.TIMED_OUT
+            ),
+        ],
+    )
+    assert [(r.attempt, r.phase) for r in rows] == [(1, "Failed"), (2, "TimedOut")]
+
+
 def test_cancel_while_waiting_and_never_run_steps() -> None:
     state = RunState(steps={"a": StepState(), "b": StepState()})
     transitions = [
-        step("a", "Waiting", "Cancelled", 1.0, 2),
-        step("b", "Pending", "Skipped", 1.0, 0, message="dependency failed"),
+        step("a", S.WAITING, S.CANCELLED, 1.0, 2),
+        step("b", S.PENDING, S.SKIPPED, 1.0, 0, message="dependency failed"),
     ]
     assert attempt_records(ID, state, transitions) == []
     events = event_records(ID, transitions)
@@ -73,9 +107,20 @@ def test_compensation_rows_and_run_record() -> None:
         ID,
         state,
         [
-            Transition(None, "Running", "RollingBack", 1.0, "RollingBack"),
-            Transition("a", "Pending", "Running", 1.0, "CompensationStarted", "", 1, True),
-            Transition("a", "Running", "Succeeded", 2.0, "CompensationSucceeded", "", 1, True, 0),
+            Transition(None, RunPhase.RUNNING, RunPhase.ROLLING_BACK, 1.0, E.ROLLING_BACK),
+            Transition("a", S.PENDING, S.RUNNING, 1.0, E.COMPENSATION_STARTED, "", 1, True),
+            Transition(
+                "a",
+                S.RUNNING,
+                S.SUCCEEDED,
+                2.0,
+                E.COMPENSATION_SUCCEEDED,
+                "",
+                1,
+                True,
+                0,
+                S.SUCCEEDED,
+            ),
         ],
     )
     assert [

@@ -1,6 +1,7 @@
 """The ExecutionStore contract, run against every store (see conftest.py).
 
 Covers what callers rely on: idempotent upserts that never forget a value,
+a terminal run or attempt that a later non-terminal write never takes back,
 events stored once and ordered by id, logs appended in order, runs listed
 newest first with keyset pagination and filters, lookup by uid or name,
 ``events_after`` for resuming streams, and workflow statistics
@@ -103,6 +104,45 @@ async def test_attempt_upsert_never_forgets(store: ExecutionStore) -> None:
         ("a", 1, True, "Succeeded", 9.0, 0),
     ]
     assert detail.attempts[1].outputs == {"x": 1}
+
+
+async def test_a_terminal_row_never_goes_back(store: ExecutionStore) -> None:
+    """A stale replay (old transitions arriving after the final ones) changes nothing."""
+    await store.upsert_run(run_record("u1", phase="Succeeded", progress="2/2", message="done"))
+    await store.upsert_attempts(
+        [
+            AttemptRecord("u1", "a", 1, False, "Failed", 1.0, 2.0, 1, "exit 1"),
+            AttemptRecord("u1", "b", 1, False, "TimedOut", 1.0, 3.0),
+        ]
+    )
+    await store.upsert_run(run_record("u1", phase="Running", progress="1/2", message="late"))
+    await store.write_batch(
+        run_record("u1", phase="Pending", progress="0/2"),
+        [
+            AttemptRecord("u1", "a", 1, False, "Running", 1.0, message="started"),
+            AttemptRecord("u1", "b", 1, False, "Waiting"),
+        ],
+    )
+    detail = await store.get_run("u1")
+    assert detail is not None
+    assert (detail.run.phase, detail.run.progress, detail.run.message) == (
+        "Succeeded",
+        "2/2",
+        "done",
+    )
+    assert [(a.step, a.phase, a.exit_code, a.message) for a in detail.attempts] == [
+        ("a", "Failed", 1, "exit 1"),
+        ("b", "TimedOut", None, None),
+    ]
+
+
+async def test_a_terminal_row_may_change_terminal_phase(store: ExecutionStore) -> None:
+    """Only going back is refused: a run that fails into rollback may end RolledBack."""
+    await store.upsert_run(run_record("u1", phase="Failed"))
+    await store.upsert_run(run_record("u1", phase="RolledBack", message="rolled back"))
+    detail = await store.get_run("u1")
+    assert detail is not None
+    assert (detail.run.phase, detail.run.message) == ("RolledBack", "rolled back")
 
 
 async def test_events_are_stored_once_in_order(store: ExecutionStore) -> None:

@@ -2,7 +2,9 @@
 
 Covers: what the pure checks refuse and with which message (cycles, unknown
 dependencies, bad ``when``, missing or invalid ``workflowRef`` target,
-params that do not match, newer definition versions), that a lookup failure
+params that do not match, newer definition versions; an unknown field naming
+the closest known one and a cycle elsewhere refused together, one validation
+per review), that a lookup failure
 admits the run, that handlers are registered on the given registry for
 CREATE and UPDATE of the main resource only. (The webhook certificates:
 ``tests/kubernetes/test_tls.py``.)
@@ -13,8 +15,10 @@ Not covered: the webhook round trip through a real API server and
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
+from unittest import mock
 
 import kopf
 import pytest
@@ -180,3 +184,98 @@ def test_handlers_are_registered_on_the_given_registry() -> None:
         assert handler.subresource is None
         assert handler.reason is not None and handler.reason.name == "VALIDATING"
     assert kopf.OperatorRegistry()._webhooks.get_all_handlers() == []
+
+
+# -- one way in: every problem at once, one validation per review --------------------
+
+BROKEN = _workflow(
+    [
+        {"name": "a", "script": "true"},
+        {"name": "b", "comand": ["true"]},
+        {"name": "c", "script": "true", "dependsOn": ["d"]},
+        {"name": "d", "script": "true", "dependsOn": ["c"]},
+    ],
+    mode="Dag",
+)
+BROKEN_PROBLEMS = [
+    "- step 'b': comand: unknown field; did you mean 'command'?",
+    "- step 'c': dependsOn: dependency cycle: c -> d -> c",
+]
+
+
+def test_an_unknown_field_and_a_cycle_elsewhere_are_refused_together(
+    validations: mock.MagicMock,
+) -> None:
+    message = _refusal(lambda: check_workflow(BROKEN))
+    assert message.splitlines() == ["Workflow 'ci' is invalid (2 problems):", *BROKEN_PROBLEMS]
+    assert validations.call_count == 1
+
+
+async def test_an_inline_workflow_is_refused_with_every_problem(
+    validations: mock.MagicMock,
+) -> None:
+    run = _run(workflow=BROKEN["spec"], params={"colour": "red"})
+    with pytest.raises(AdmissionRefused) as info:
+        await check_workflow_run(run, namespace="ns", fetch_workflow=None)
+    assert info.value.problems == [line[2:] for line in BROKEN_PROBLEMS]
+    assert validations.call_count == 1
+
+
+async def test_one_validation_per_run_review(validations: mock.MagicMock) -> None:
+    await check_workflow_run(
+        _run(workflow=VALID["spec"], params={"env": "x"}), namespace="ns", fetch_workflow=None
+    )
+    assert validations.call_count == 1
+    run = _run(workflowRef={"name": "ci"}, params={"env": "prod"})
+    await check_workflow_run(run, namespace="ns", fetch_workflow=_fetching(VALID))
+    assert validations.call_count == 2
+    with pytest.raises(AdmissionRefused) as info:
+        await check_workflow_run(
+            _run(workflowRef={"name": "ci"}), namespace="ns", fetch_workflow=_fetching(BROKEN)
+        )
+    assert "did you mean 'command'?" in info.value.message
+    assert "c -> d -> c" in info.value.message
+    assert validations.call_count == 3
+
+
+async def test_a_mapping_valued_param_is_refused() -> None:
+    run = _run(workflowRef={"name": "ci"}, params={"env": {"nested": 1}})
+    with pytest.raises(AdmissionRefused) as info:
+        await check_workflow_run(run, namespace="ns", fetch_workflow=_fetching(VALID))
+    assert "spec.params.env" in info.value.message
+
+
+async def test_the_registered_handler_refuses_with_the_same_message() -> None:
+    registry = kopf.OperatorRegistry()
+    register_admission(registry, fetch_workflow=_fetch_nothing)
+    (handler,) = [h for h in registry._webhooks.get_all_handlers() if h.id == WORKFLOW_HANDLER_ID]
+    with pytest.raises(kopf.AdmissionError) as info:
+        handler.fn(body=kopf.Body(BROKEN), operation="CREATE")
+    assert str(info.value).splitlines()[1:] == BROKEN_PROBLEMS
+    assert info.value.code == 422
+
+
+def test_a_refusal_is_logged_as_one_info_line(caplog: pytest.LogCaptureFixture) -> None:
+    """kopf logs a refused review at ERROR, whole; the operator says it once, at INFO."""
+    from szal.runners.kubernetes.admission import quiet_refusals
+
+    quiet_refusals()
+    quiet_refusals()  # idempotent: one filter
+    kopf_objects = logging.getLogger("kopf.objects")
+    with caplog.at_level(logging.INFO):
+        kopf_objects.error(
+            "Webhook 'validate-workflow' failed permanently: Workflow 'x' is invalid "
+            "(2 problems):\n  step 'a': cycle\n  step 'b': unknown field"
+        )
+        kopf_objects.error("Handler 'other' failed with an exception. Will retry.")
+    refusal, other = caplog.records
+    assert (refusal.levelname, refusal.getMessage()) == (
+        "INFO",
+        "admission refused: Webhook 'validate-workflow' failed permanently: "
+        "Workflow 'x' is invalid (2 problems):",
+    )
+    assert other.levelname == "ERROR"  # only refusals are quieted
+    with caplog.at_level(logging.WARNING):
+        caplog.clear()
+        kopf_objects.error("Webhook 'validate-workflow' failed permanently: no")
+    assert caplog.records == []  # --quiet: not even the INFO line

@@ -7,8 +7,8 @@ wake-up times in between; the JSON patches (append guarded by the current
 list or resourceVersion, removal tested at its index) and the conditions
 list keeping the Succeeded condition.
 
-Not covered: the reconciler's I/O around them and the real API server's
-handling (e2e/test_operator_history.py).
+Not covered: the I/O around them (``RunLifecycle``: test_lifecycle.py)
+and the real API server's handling (e2e/test_operator_history.py).
 """
 
 from __future__ import annotations

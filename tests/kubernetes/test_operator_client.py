@@ -35,6 +35,7 @@ from szal.runners.kubernetes.client import (
     credentials_from_kubeconfig,
     credentials_in_cluster,
 )
+from szal.spec import BackoffSettings
 
 
 class Script:
@@ -69,7 +70,11 @@ async def server() -> AsyncIterator[tuple[Script, str]]:
         yield script, url
 
 
-FAST = RetrySettings(attempts=3, initial_delay=0.01, max_delay=0.02, request_timeout=5)
+FAST = RetrySettings(
+    attempts=3,
+    backoff=BackoffSettings("Exponential", delay=0.01, max_delay=0.02),
+    request_timeout=5,
+)
 
 
 def status(code: int, reason: str, message: str = "m") -> dict[str, Any]:

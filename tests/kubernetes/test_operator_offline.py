@@ -16,15 +16,13 @@ import json
 from typing import Any
 
 from szal.engine.actions import AttemptRef, Observation, Transition
+from szal.engine.phases import EventReason, StepPhase
 from szal.engine.planner import Planner, new_run_state
 from szal.engine.workflow import resolve_workflow
+from szal.runners.kubernetes.applying import per_attempt_annotations
 from szal.runners.kubernetes.events import RunRef, describe, event_body
 from szal.runners.kubernetes.observing import observe, parse_outputs, pod_view
-from szal.runners.kubernetes.reconciler import (
-    decode_pinned,
-    encode_pinned,
-    per_attempt_annotations,
-)
+from szal.runners.kubernetes.pinning import decode_pinned, encode_pinned
 from szal.spec import WorkflowSpec
 
 NOW = 1_800_000_000.0
@@ -218,7 +216,18 @@ def test_status_of_a_5000_step_run_stays_under_one_mebibyte() -> None:
 
 
 def test_event_bodies_name_the_run_and_the_transition() -> None:
-    t = Transition("build", "Running", "Failed", NOW, "StepFailed", "boom", 2, False, 3)
+    t = Transition(
+        "build",
+        StepPhase.RUNNING,
+        StepPhase.FAILED,
+        NOW,
+        EventReason.STEP_FAILED,
+        "boom",
+        2,
+        False,
+        3,
+        StepPhase.FAILED,
+    )
     body = event_body(RunRef("ns", "r1", "uid-1"), t, "op-0")
     assert body["reason"] == "StepFailed" and body["type"] == "Warning"
     assert body["involvedObject"] == {
@@ -229,3 +238,44 @@ def test_event_bodies_name_the_run_and_the_transition() -> None:
         "uid": "uid-1",
     }
     assert describe(t) == "step build: Running -> Failed (attempt 2), exit code 3: boom"
+
+
+def test_a_retry_event_says_how_the_attempt_ended_from_the_outcome() -> None:
+    """Running -> Waiting: the outcome field, not the message, says failed or timed out."""
+    run = RunRef("ns", "r1", "uid-1")
+    curl = "attempt 1 curl: (28) Connection timed out; retrying in 1s"
+    failed = Transition(
+        "get",
+        StepPhase.RUNNING,
+        StepPhase.WAITING,
+        NOW,
+        EventReason.RETRYING,
+        curl,
+        1,
+        exit_code=28,
+        outcome=StepPhase.FAILED,
+    )
+    timed_out = Transition(
+        "get",
+        StepPhase.RUNNING,
+        StepPhase.WAITING,
+        NOW,
+        EventReason.RETRYING,
+        "attempt 1",
+        1,
+        outcome=StepPhase.TIMED_OUT,
+    )
+    assert describe(failed).startswith("step get: Running -> Waiting (attempt 1 failed)")
+    assert describe(timed_out).startswith("step get: Running -> Waiting (attempt 1 timed out)")
+    assert event_body(run, failed, "op-0")["type"] == "Warning"
+
+
+def test_workflow_status_patch_counts_steps_once_per_generation() -> None:
+    from szal.runners.kubernetes.workflows import status_patch
+
+    spec = {"steps": [{"name": "a", "script": "true", "steps": [{"name": "b", "script": "x"}]}]}
+    body: dict[str, Any] = {"metadata": {"generation": 3}, "spec": spec}
+    assert status_patch(body) == {"status": {"stepCount": 2, "observedGeneration": 3}}
+    body["status"] = {"observedGeneration": 3}
+    assert status_patch(body) is None  # current already: no write
+    assert status_patch({"metadata": {"generation": 1}, "spec": {"steps": [{"nam": 1}]}}) is None

@@ -21,6 +21,7 @@ import pytest
 from tests.local.conftest import Result
 
 from szal.cli import SUBCOMMANDS, build_parser
+from szal.spec.status import status_document
 
 Szal = Callable[..., Result]
 Write = Callable[[str], Path]
@@ -182,6 +183,8 @@ def test_json_is_exactly_the_status(szal_inline: Szal, db: Path) -> None:
     assert status["conditions"][0]["status"] == "True"
     assert status["progress"] == "4/4"
     assert status["startedAt"].endswith("Z") and len(status["startedAt"]) == 24
+    # The status model's shape and key order, the same as a cluster run's status.
+    assert status_document(status) == status and list(status_document(status)) == list(status)
     # Progress went to stderr, so stdout is only the JSON.
     assert "fetch" in result.err
 

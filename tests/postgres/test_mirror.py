@@ -20,10 +20,15 @@ from tests.postgres.server import Instance, drop_schema, free_port, new_schema, 
 from szal.history.mirror import HistoryBatch, HistoryMirror, MirrorSettings
 from szal.history.postgres import PostgresStore
 from szal.history.store import AttemptRecord, EventRecord, RunRecord, WorkflowRecord
+from szal.spec import BackoffSettings
 
 pytestmark = pytest.mark.postgres
 
-FAST = MirrorSettings(workers=4, base_delay=0.05, max_delay=0.5, write_timeout=5.0)
+FAST = MirrorSettings(
+    workers=4,
+    backoff=BackoffSettings("Exponential", delay=0.05, max_delay=0.5, jitter=0.5),
+    write_timeout=5.0,
+)
 
 
 def transitions(uid: str, steps: int, t0: float = 5000.0) -> Iterator[HistoryBatch]:

@@ -20,7 +20,20 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from szal.cli import crds_cmd, history_cmd, operator_cmd, run_cmd, show_cmd, validate_cmd
+from szal.cli import (
+    cluster_completion_cmd,
+    cluster_control_cmd,
+    cluster_logs_cmd,
+    cluster_runs_cmd,
+    cluster_submit_cmd,
+    crds_cmd,
+    history_cmd,
+    operator_cmd,
+    run_cmd,
+    serve_cmd,
+    show_cmd,
+    validate_cmd,
+)
 from szal.cli.commanding import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Subcommand
 
 __all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_OK", "SUBCOMMANDS", "Subcommand", "main"]
@@ -30,8 +43,16 @@ SUBCOMMANDS: list[Subcommand] = [
     validate_cmd.COMMAND,
     history_cmd.COMMAND,
     show_cmd.COMMAND,
+    serve_cmd.COMMAND,
     operator_cmd.COMMAND,
     crds_cmd.COMMAND,
+    # The cluster: WorkflowRuns through the API server (also as `kubectl szal`).
+    cluster_submit_cmd.COMMAND,
+    cluster_runs_cmd.LIST,
+    cluster_runs_cmd.GET,
+    cluster_logs_cmd.COMMAND,
+    *cluster_control_cmd.COMMANDS,
+    cluster_completion_cmd.COMMAND,
 ]
 
 
@@ -58,8 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` (default: the process's) and run the subcommand; return its exit code."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["__complete"]:  # the completion scripts' hidden entry
+        return cluster_completion_cmd.complete_main(words[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(words)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)

@@ -1,9 +1,10 @@
 """``szal crds [--output-dir DIR [--kustomization]]``: print or write the generated CRDs.
 
-Without ``--output-dir`` both CustomResourceDefinitions are printed as one
+Without ``--output-dir`` every CustomResourceDefinition is printed as one
 multi-document YAML stream (``szal crds | kubectl apply -f -``). With it,
-``workflows.szal.dev.yaml`` and ``workflowruns.szal.dev.yaml`` are written
-there, plus a ``kustomization.yaml`` listing them with ``--kustomization``.
+one file per CRD (``workflows.szal.dev.yaml``, ``workflowruns.szal.dev.yaml``,
+``workflowschedules.szal.dev.yaml``) is written there, plus a
+``kustomization.yaml`` listing them with ``--kustomization``.
 With ``--helm`` the files are Helm templates for ``charts/szal/templates/crds/``:
 each CRD wrapped in ``crds.install`` and given the chart's labels and, with
 ``crds.keep``, ``helm.sh/resource-policy: keep`` (the chart templates its
@@ -97,7 +98,7 @@ def handle(args: argparse.Namespace) -> int:
 
 COMMAND = Subcommand(
     name="crds",
-    help="print or write the Workflow and WorkflowRun CRDs",
+    help="print or write the Workflow, WorkflowRun and WorkflowSchedule CRDs",
     description=__doc__ or "",
     add_arguments=add_arguments,
     handler=handle,

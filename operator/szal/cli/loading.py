@@ -9,9 +9,9 @@ several YAML documents. What runs:
 
 Decisions:
 
-- Stored definitions are upgraded to the current definition version
-  (:mod:`szal.engine.migrations`) before the models see them, as everywhere
-  a Workflow is read.
+- What runs is admitted by :func:`szal.engine.admitting.admit`, the one way
+  in that the operator and the admission webhook use too: format migration,
+  parsing, the whole-workflow checks (once), params, resolution.
 - ``-p name=value`` values are strings, converted to the type of the
   param's default when it has one (int, float, bool), so ``-p retries=3``
   compares as a number in ``when`` just like ``params: {retries: 3}`` in a
@@ -31,16 +31,10 @@ from typing import Any
 
 import yaml
 
-from szal.engine.migrations import MigrationError, upgrade
-from szal.engine.validation import (
-    SpecIssue,
-    WorkflowInvalid,
-    parse_workflow,
-    parse_workflow_run,
-    validate_run_params,
-    validate_workflow,
-)
-from szal.spec import API_VERSION, ParamValue, Workflow, WorkflowSpec
+from szal.engine.admitting import Admitted, Definition, Refused, admit, admit_definition
+from szal.engine.issues import SpecIssue, printable
+from szal.engine.validation import run_shape, validate_run_params
+from szal.spec import API_VERSION, ParamValue, WorkflowRun, WorkflowSpec
 
 
 class InputError(Exception):
@@ -49,15 +43,18 @@ class InputError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class LoadedRun:
-    """What ``szal run`` needs: the spec, its name, the run's name and params."""
+    """What ``szal run`` needs: the admitted run, its names and its definition as written."""
 
     source: str
     workflow_name: str
-    spec: WorkflowSpec
+    admitted: Admitted
     run_name: str | None
     namespace: str
-    params: dict[str, ParamValue]
     definition: dict[str, Any]
+
+    @property
+    def params(self) -> dict[str, ParamValue]:
+        return self.admitted.params
 
 
 def read_documents(path: str) -> list[dict[str, Any]]:
@@ -153,13 +150,6 @@ def _stdin() -> bytes:
     return sys.stdin.buffer.read()
 
 
-def _upgraded(doc: dict[str, Any], path: str, what: str) -> dict[str, Any]:
-    try:
-        return upgrade(doc)
-    except MigrationError as exc:
-        raise InputError(f"{path}: {what}: spec.version: {exc}") from None
-
-
 _KINDS = ("Workflow", "WorkflowRun")
 _ARGO_HINT = (
     " (this is an Argo Workflows manifest; Szál has its own format: kind Workflow with"
@@ -170,7 +160,7 @@ _ARGO_HINT = (
 def _name(doc: Mapping[str, Any], index: int) -> str:
     metadata = doc.get("metadata")
     name = metadata.get("name") if isinstance(metadata, Mapping) else None
-    return str(name) if name else f"document {index + 1}"
+    return printable(str(name)) if name else f"document {index + 1}"
 
 
 def _kind(doc: Mapping[str, Any], path: str, index: int) -> str:
@@ -196,12 +186,28 @@ def _kind(doc: Mapping[str, Any], path: str, index: int) -> str:
     return str(kind)
 
 
-def _invalid(exc: WorkflowInvalid, path: str, what: str) -> InputError:
-    return InputError("\n".join(f"{path}: {what}: {issue}" for issue in exc.issues))
-
-
 def _issues(issues: Sequence[SpecIssue], path: str, what: str) -> InputError:
     return InputError("\n".join(f"{path}: {what}: {issue}" for issue in issues))
+
+
+def _refused(refused: Refused, path: str, what: str, gpus_found: str = "") -> InputError:
+    """The refusal's issues, each naming the file; a GPU one says where the count came from."""
+    issues = [
+        SpecIssue(i.path, i.step, i.field, f"{i.message} ({gpus_found})")
+        if gpus_found and i.field == "resources.gpu.count"
+        else i
+        for i in refused.issues
+    ]
+    return _issues(issues, path, what)
+
+
+def _run_document(
+    doc: dict[str, Any], path: str, what: str
+) -> tuple[WorkflowRun | None, dict[str, Any] | None, list[str]]:
+    """A WorkflowRun's shape: the run, its inline workflow as written, the problems."""
+    run, inline, issues = run_shape(doc)
+    problems = [str(_issues(issues, path, what))] if issues else []
+    return run, inline, problems
 
 
 def validate_file(path: str) -> list[str]:
@@ -211,8 +217,8 @@ def validate_file(path: str) -> list[str]:
     except InputError as exc:
         return [str(exc)]
     problems: list[str] = []
-    workflows: dict[str, Workflow | None] = {}
-    runs: list[tuple[str, Any]] = []
+    workflows: dict[str, WorkflowSpec | None] = {}
+    runs: list[tuple[str, WorkflowRun]] = []
     for i, doc in enumerate(documents):
         what = f"document {i + 1}"
         try:
@@ -223,14 +229,21 @@ def validate_file(path: str) -> list[str]:
                 if name in workflows:
                     problems.append(_duplicate_workflow(path, name))
                 workflows[name] = None
-                workflows[name] = parse_workflow(_upgraded(doc, path, what), path)
-            else:
-                run = parse_workflow_run(doc, path)
+                definition = admit_definition(doc)
+                if isinstance(definition, Refused):
+                    raise _refused(definition, path, what)
+                workflows[name] = definition.spec
+                continue
+            run, inline, found = _run_document(doc, path, what)
+            problems.extend(found)
+            if inline is not None:
+                outcome = admit(inline, run.spec.params) if run else admit_definition(inline)
+                if isinstance(outcome, Refused):
+                    problems.append(str(_refused(outcome, path, what)))
+            elif run is not None and not found:
                 runs.append((what, run))
         except InputError as exc:
             problems.append(str(exc))
-        except WorkflowInvalid as exc:
-            problems.append(str(_invalid(exc, path, what)))
     for what, run in runs:
         ref = run.spec.workflow_ref
         if ref is None:
@@ -240,9 +253,9 @@ def validate_file(path: str) -> list[str]:
                 f"{path}: {what}: spec.workflowRef.name: no Workflow {ref.name!r} in this file"
             )
             continue
-        workflow = workflows[ref.name]
-        if workflow is not None:
-            _, issues = validate_run_params(workflow.spec, run.spec.params)
+        spec = workflows[ref.name]
+        if spec is not None:
+            _, issues = validate_run_params(spec, run.spec.params)
             if issues:
                 problems.append(str(_issues(issues, path, what)))
     return problems
@@ -259,13 +272,14 @@ def load_file(
     gpus_available: int | None = None,
     gpus_found: str = "",
 ) -> LoadedRun:
-    """Load what ``szal run FILE`` runs, fully validated, or raise InputError.
+    """Load what ``szal run FILE`` runs, admitted (validated once), or raise InputError.
 
     ``gpus_found`` says where ``gpus_available`` came from, for the message
-    when a step asks for more.
+    when a step asks for more. Workflows in the file other than the one that
+    runs are checked too (each once): a broken one is refused as before.
     """
     documents = read_documents(path)
-    workflows: dict[str, tuple[Workflow, dict[str, Any]]] = {}
+    workflows: dict[str, dict[str, Any]] = {}
     run_docs: list[tuple[int, dict[str, Any]]] = []
     for i, doc in enumerate(documents):
         kind = _kind(doc, path, i)
@@ -273,11 +287,7 @@ def load_file(
         if kind == "Workflow":
             if name in workflows:
                 raise InputError(_duplicate_workflow(path, name))
-            upgraded = _upgraded(doc, path, f"Workflow {name}")
-            try:
-                workflows[name] = (parse_workflow(upgraded, path), upgraded)
-            except WorkflowInvalid as exc:
-                raise _invalid(exc, path, f"Workflow {name}") from None
+            workflows[name] = doc
         else:
             run_docs.append((i, doc))
     if len(run_docs) > 1:
@@ -286,71 +296,81 @@ def load_file(
             f"{path}: holds {len(run_docs)} WorkflowRuns ({names}); szal run runs one per file"
         )
 
-    run_name: str | None = None
-    namespace = "default"
-    given: dict[str, Any] = {}
+    run: WorkflowRun | None = None
+    inline: dict[str, Any] | None = None
+    problems: list[str] = []
+    what = ""
     if run_docs:
         index, doc = run_docs[0]
         what = f"WorkflowRun {_name(doc, index)}"
-        try:
-            run = parse_workflow_run(doc, path)
-        except WorkflowInvalid as exc:
-            raise _invalid(exc, path, what) from None
-        run_name = run.metadata.name
-        namespace = run.metadata.namespace or namespace
-        given = dict(run.spec.params)
-        if run.spec.workflow is not None:
-            spec = run.spec.workflow
-            workflow_name = run_name or "inline"
-            definition = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+        run, inline, problems = _run_document(doc, path, what)
+    chosen = _chosen(path, what, run, inline, list(workflows), bool(run_docs))
+    definition: Definition | Refused | None = None
+    for name, doc in workflows.items():  # in file order, each checked once
+        if name == chosen:
+            definition = admit_definition(doc, gpus_available=gpus_available)
+            outcome = definition
         else:
-            assert run.spec.workflow_ref is not None
-            ref = run.spec.workflow_ref.name
-            if ref not in workflows:
-                known = ", ".join(sorted(workflows)) or "none"
-                raise InputError(
-                    f"{path}: {what}: spec.workflowRef.name: no Workflow {ref!r} in this file"
-                    f" (found: {known})"
-                )
-            workflow, definition = workflows[ref]
-            spec = workflow.spec
-            workflow_name = ref
-            definition = definition.get("spec", definition)
-    elif len(workflows) == 1:
-        workflow_name, (workflow, definition) = next(iter(workflows.items()))
-        spec = workflow.spec
-        namespace = workflow.metadata.namespace or namespace
-        definition = definition.get("spec", definition)
+            outcome = admit_definition(doc)
+        if isinstance(outcome, Refused):
+            raise _refused(outcome, path, f"Workflow {name}", gpus_found)
+    if inline is not None:
+        definition = admit_definition(inline, gpus_available=gpus_available)
+        if isinstance(definition, Refused):
+            problems.append(str(_refused(definition, path, what, gpus_found)))
+    if problems:
+        raise InputError("\n".join(problems))
+    assert isinstance(definition, Definition)
+
+    run_name = run.metadata.name if run else None
+    namespace = (run.metadata.namespace if run else None) or "default"
+    given: dict[str, Any] = dict(run.spec.params) if run else {}
+    if chosen is None:
+        workflow_name = run_name or "inline"
+        written = definition.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     else:
-        raise InputError(
-            f"{path}: holds {len(workflows)} Workflows ({', '.join(workflows)}) and no"
-            " WorkflowRun; add a WorkflowRun with a workflowRef to say which one runs"
-        )
-    what = f"Workflow {workflow_name}"
-
-    if gpus_available is not None:
-        gpu_issues = [
-            issue
-            for issue in validate_workflow(spec, gpus_available=gpus_available)
-            if issue.field == "resources.gpu.count"
-        ]
-        if gpu_issues:
-            if gpus_found:
-                gpu_issues = [
-                    SpecIssue(i.path, i.step, i.field, f"{i.message} ({gpus_found})")
-                    for i in gpu_issues
-                ]
-            raise _issues(gpu_issues, path, what)
-
+        workflow_name = chosen
+        what = f"Workflow {chosen}"
+        written = definition.written or {}
+        if run is None and definition.metadata is not None:
+            namespace = definition.metadata.namespace or namespace
     for key, value in (cli_params or {}).items():
-        given[key] = _convert_param(spec, key, value, path)
-    params, issues = validate_run_params(spec, given)
-    if issues:
-        raise _issues(issues, path, what)
-    return LoadedRun(path, workflow_name, spec, run_name, namespace, params, definition)
+        given[key] = convert_param(definition.spec, key, value, path)
+    admitted = admit(definition, given, name=workflow_name)
+    if isinstance(admitted, Refused):
+        raise _refused(admitted, path, what)
+    return LoadedRun(path, workflow_name, admitted, run_name, namespace, written)
 
 
-def _convert_param(spec: WorkflowSpec, name: str, value: str, path: str) -> ParamValue:
+def _chosen(
+    path: str,
+    what: str,
+    run: WorkflowRun | None,
+    inline: Mapping[str, Any] | None,
+    workflows: list[str],
+    has_run: bool,
+) -> str | None:
+    """The name of the Workflow that runs (None: the run's own), or InputError."""
+    if run is not None and run.spec.workflow_ref is not None and inline is None:
+        ref = run.spec.workflow_ref.name
+        if ref not in workflows:
+            known = ", ".join(sorted(workflows)) or "none"
+            raise InputError(
+                f"{path}: {what}: spec.workflowRef.name:"
+                f" no Workflow {ref!r} in this file (found: {known})"
+            )
+        return ref
+    if has_run:
+        return None  # an inline workflow, or a run refused: its problems are reported
+    if len(workflows) == 1:
+        return workflows[0]
+    raise InputError(
+        f"{path}: holds {len(workflows)} Workflows ({', '.join(workflows)}) and no"
+        " WorkflowRun; add a WorkflowRun with a workflowRef to say which one runs"
+    )
+
+
+def convert_param(spec: WorkflowSpec, name: str, value: str, path: str) -> ParamValue:
     declared = next((p for p in spec.params if p.name == name), None)
     default = None if declared is None else declared.default
     if isinstance(default, bool):

@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from szal.cli.commanding import EXIT_INVALID, EXIT_OK, Subcommand
+from szal.cli.commanding import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Subcommand
+from szal.cli.serve_cmd import add_stream_arguments, stream_settings
 
 if TYPE_CHECKING:
-    from szal.runners.kubernetes.operator import OperatorSettings
+    from prometheus_client.registry import Collector
+
+    from szal.runners.kubernetes.settings import OperatorSettings
+    from szal.serving.operating import ApiSettings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -172,6 +177,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time between renewals and acquisition tries (default: 2)",
     )
     parser.add_argument(
+        "--schedules",
+        action="store_true",
+        help="also run WorkflowSchedules (needs the workflowschedules CRD and RBAC)",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=int,
         metavar="PORT",
@@ -180,6 +190,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-host", default="0.0.0.0", help="address of the metrics server (default: all)"
     )
+    api = parser.add_argument_group(
+        "API server",
+        "With --api-port: the REST API (/api/v1/), run event streams (needs --history-dsn) and"
+        " the web UI, authenticated with TokenReview and authorized with SubjectAccessReview"
+        " (the operator's account needs create on tokenreviews and subjectaccessreviews).",
+    )
+    api.add_argument(
+        "--api-port", type=int, metavar="PORT", help="serve the API on PORT (default: off)"
+    )
+    api.add_argument(
+        "--api-host", default="0.0.0.0", help="address of the API server (default: all)"
+    )
+    api.add_argument(
+        "--api-no-auth",
+        action="store_true",
+        help="serve the API to anyone who reaches it, without TokenReview/SubjectAccessReview"
+        " (only behind something else that authenticates)",
+    )
+    api.add_argument(
+        "--api-auth-cache-ttl",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long a token's review and an access decision are reused (default: 10)",
+    )
+    add_stream_arguments(parser, poll_interval=1.0)
     parser.add_argument(
         "--default-image",
         default="busybox:1.36",
@@ -199,8 +235,8 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
     """The operator's settings from the flags; ValueError names a bad combination."""
     from szal.runners.kubernetes.electing import ElectionSettings
     from szal.runners.kubernetes.events import EventSettings
-    from szal.runners.kubernetes.operator import OperatorSettings
-    from szal.runners.kubernetes.reconciler import ReconcilerSettings
+    from szal.runners.kubernetes.runtime import ReconcilerSettings
+    from szal.runners.kubernetes.settings import OperatorSettings
 
     if args.webhook_service and not (args.webhook_secret or args.webhook_cert_dir):
         raise ValueError(
@@ -239,6 +275,7 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
         webhook_cert_check_interval=args.webhook_cert_check_interval,
         leader_election=election,
         metrics_port=args.metrics_port,
+        schedules=args.schedules,
         metrics_host=args.metrics_host,
         events=EventSettings(enabled=not args.no_events, step_started=args.step_started_events),
         reconciler=ReconcilerSettings(
@@ -248,30 +285,79 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
     )
 
 
-async def _serve(args: argparse.Namespace, settings: OperatorSettings) -> None:
+def _api_settings(args: argparse.Namespace) -> ApiSettings | None:
+    """The API server's settings, or None without --api-port; ValueError names a bad flag."""
+    from szal.serving.operating import ApiSettings
+
+    if args.api_port is None:
+        return None
+    if not 0 < args.api_port <= 65535:
+        raise ValueError(f"--api-port {args.api_port}: not a TCP port")
+    if args.api_auth_cache_ttl < 0:
+        raise ValueError("--api-auth-cache-ttl must not be negative")
+    return ApiSettings(
+        port=args.api_port,
+        host=args.api_host,
+        auth=not args.api_no_auth,
+        auth_cache_ttl=args.api_auth_cache_ttl,
+        streams=stream_settings(args),
+    )
+
+
+async def _serve(
+    args: argparse.Namespace, settings: OperatorSettings, api: ApiSettings | None
+) -> None:
     from szal.runners.kubernetes.operator import Operator
-    from szal.runners.kubernetes.reconciler import HistorySink
+    from szal.runners.kubernetes.runtime import HistorySink
 
-    history: HistorySink | None = None
-    mirror = None
-    if args.history_dsn:
-        from szal.history.mirror import HistoryMirror
-        from szal.history.open import open_store
-        from szal.runners.kubernetes.archiving import MirrorSink
+    async with contextlib.AsyncExitStack() as stack:
+        store = None
+        if args.history_dsn:
+            from szal.history.open import open_store
 
-        mirror = HistoryMirror(open_store(args.history_dsn))
-        mirror.start()
-        history = MirrorSink(mirror)
-    try:
-        await Operator(settings, history=history).run()
-    finally:
-        if mirror is not None:
-            await mirror.close()
-            await mirror.store.close()
+            store = open_store(args.history_dsn)
+            stack.push_async_callback(store.close)
+        mirrored = store
+        hub = None
+        if api is not None:
+            from szal.runners.kubernetes.client import load_credentials
+            from szal.runners.kubernetes.metrics import check_free
+            from szal.serving.notifying import NotifyingStore
+            from szal.serving.operating import api_server
+
+            check_free(api.host, api.port, "--api-port")
+            namespaces = () if args.all_namespaces else settings.namespaces
+            if not namespaces and not args.all_namespaces:
+                default = load_credentials(args.kubeconfig, args.context).default_namespace
+                namespaces = (default or "default",)
+            served = await stack.enter_async_context(
+                api_server(api, load_credentials(args.kubeconfig, args.context), namespaces, store)
+            )
+            hub = served.hub
+            if store is not None and hub is not None:
+                mirrored = NotifyingStore(store, hub)
+        from szal.serving.metrics import RunMetrics, StreamCollector, operator_observer
+
+        run_metrics = RunMetrics()
+        collectors: list[Collector] = [run_metrics]
+        if hub is not None:
+            collectors.append(StreamCollector(hub))
+        history: HistorySink | None = None
+        if mirrored is not None:
+            from szal.history.mirror import HistoryMirror
+            from szal.runners.kubernetes.archiving import MirrorSink
+
+            mirror = HistoryMirror(mirrored)
+            mirror.start()
+            stack.push_async_callback(mirror.close)
+            history = MirrorSink(mirror)
+        observer = operator_observer(run_metrics) if settings.metrics_port is not None else None
+        await Operator(settings, history=history, observer=observer, collectors=collectors).run()
 
 
 def handle(args: argparse.Namespace) -> int:
     from szal.runners.kubernetes.client import CredentialsError
+    from szal.runners.kubernetes.metrics import PortUnavailable
 
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -279,14 +365,18 @@ def handle(args: argparse.Namespace) -> int:
         logging.getLogger("kopf").setLevel(max(level, logging.WARNING))
     try:
         settings = _settings(args)
+        api = _api_settings(args)
     except ValueError as error:
         print(f"szal operator: {error}", file=sys.stderr)
         return EXIT_INVALID
     try:
-        asyncio.run(_serve(args, settings))
+        asyncio.run(_serve(args, settings, api))
     except CredentialsError as error:
         print(f"szal operator: {error}", file=sys.stderr)
         return EXIT_INVALID
+    except PortUnavailable as error:
+        print(f"szal operator: {error}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

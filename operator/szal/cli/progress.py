@@ -11,11 +11,15 @@ runner's ``RunListener``):
   ``HH:MM:SS.mmm  step  Old -> New  (attempt n) message``, flushed at once.
 
 With ``--json`` the progress goes to stderr so stdout holds only the status.
+
+:func:`render_tree` draws the tree from a status alone; ``szal get`` and
+``szal submit --watch`` draw cluster runs with it, so both look the same.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import IO
 
@@ -114,50 +118,67 @@ class LiveTree:
         self.live.stop()
 
     def render(self) -> RenderableType:
-        state = self.state
-        now = time.time()
-        if state is None:
+        if self.state is None:
             return Text(f"{self.run_name}: starting…")
-        run_phase = state.phase.value
-        took = state.duration(now)
-        head = Text.assemble(
-            (f"{self.workflow.name}", "bold"),
-            f"  run {self.run_name}  ",
-            (run_phase, PHASE_STYLE.get(run_phase, "")),
-            f"  {state.progress}",
-            f"  {format_duration(took)}" if took is not None else "",
-        )
-        tree = Tree(head, guide_style="dim")
-        nodes: dict[str | None, Tree] = {None: tree}
-        for step in self.workflow.steps:
-            parent = nodes.get(step.parent, tree)
-            nodes[step.name] = parent.add(self._step_line(step.name, state, now))
-        parts: list[RenderableType] = [tree]
-        if state.message and state.phase.is_terminal:
-            parts.append(Text(state.message, style=PHASE_STYLE.get(run_phase, "")))
-        return Group(*parts)
+        return render_tree(self.workflow, self.run_name, self.state, time.time())
 
-    def _step_line(self, name: str, state: RunState, now: float) -> Text:
-        step = state.steps.get(name)
-        if step is None:
-            return Text(name, style="dim")
-        phase = step.phase.value
-        style = PHASE_STYLE.get(phase, "")
-        line = Text.assemble(
-            (f"{PHASE_ICON.get(phase, '?')} ", style),
-            (name, "bold" if step.phase is StepPhase.RUNNING else ""),
-            "  ",
-            (phase, style),
-        )
-        if step.attempts > 1 or (step.attempts and step.phase is StepPhase.WAITING):
-            line.append(f"  attempt {step.attempts}")
-        took = step_duration(step, now)
-        if took is not None:
-            line.append(f"  {format_duration(took)}", style="dim")
-        if step.message:
-            line.append(f"  {step.message}", style="dim")
-        if step.rollback is not None:
-            rb = step.rollback.phase.value
-            line.append("  rollback ", style="dim")
-            line.append(rb, style=PHASE_STYLE.get(rb, ""))
-        return line
+
+def render_tree(
+    workflow: ResolvedWorkflow,
+    run_name: str,
+    state: RunState,
+    now: float,
+    extra: Mapping[str, str] | None = None,
+) -> RenderableType:
+    """The run as a tree: its phase and progress on top, one line per step.
+
+    ``extra`` adds text to a step's line (``szal get -o wide``: the pod).
+    Shared by the live view of local runs and ``szal get`` of cluster runs.
+    """
+    run_phase = state.phase.value
+    took = state.duration(now)
+    head = Text.assemble(
+        (f"{workflow.name}", "bold"),
+        f"  run {run_name}  ",
+        (run_phase, PHASE_STYLE.get(run_phase, "")),
+        f"  {state.progress}",
+        f"  {format_duration(took)}" if took is not None else "",
+    )
+    tree = Tree(head, guide_style="dim")
+    nodes: dict[str | None, Tree] = {None: tree}
+    for step in workflow.steps:
+        parent = nodes.get(step.parent, tree)
+        line = _step_line(step.name, state, now)
+        if extra and extra.get(step.name):
+            line.append(f"  {extra[step.name]}", style="dim")
+        nodes[step.name] = parent.add(line)
+    parts: list[RenderableType] = [tree]
+    if state.message and state.phase.is_terminal:
+        parts.append(Text(state.message, style=PHASE_STYLE.get(run_phase, "")))
+    return Group(*parts)
+
+
+def _step_line(name: str, state: RunState, now: float) -> Text:
+    step = state.steps.get(name)
+    if step is None:
+        return Text(name, style="dim")
+    phase = step.phase.value
+    style = PHASE_STYLE.get(phase, "")
+    line = Text.assemble(
+        (f"{PHASE_ICON.get(phase, '?')} ", style),
+        (name, "bold" if step.phase is StepPhase.RUNNING else ""),
+        "  ",
+        (phase, style),
+    )
+    if step.attempts > 1 or (step.attempts and step.phase is StepPhase.WAITING):
+        line.append(f"  attempt {step.attempts}")
+    took = step_duration(step, now)
+    if took is not None:
+        line.append(f"  {format_duration(took)}", style="dim")
+    if step.message:
+        line.append(f"  {step.message}", style="dim")
+    if step.rollback is not None:
+        rb = step.rollback.phase.value
+        line.append("  rollback ", style="dim")
+        line.append(rb, style=PHASE_STYLE.get(rb, ""))
+    return line

@@ -120,21 +120,12 @@ def _gpus_found(gpus: tuple[str, ...]) -> str:
 async def _run(args: argparse.Namespace, loaded: object, gpus: tuple[str, ...]) -> int:
     from szal.cli.loading import LoadedRun
     from szal.cli.progress import LiveTree, PlainLines
-    from szal.engine.validation import WorkflowInvalid
-    from szal.engine.workflow import resolve_workflow
     from szal.history.recording import RunIdentity
     from szal.history.sqlite import default_db_path
     from szal.runners.local import LocalRunner, LocalSettings
 
     assert isinstance(loaded, LoadedRun)
-    try:
-        workflow = resolve_workflow(loaded.spec, name=loaded.workflow_name, params=loaded.params)
-    except WorkflowInvalid as exc:
-        for issue in exc.issues:
-            print(
-                f"szal: {loaded.source}: Workflow {loaded.workflow_name}: {issue}", file=sys.stderr
-            )
-        return EXIT_INVALID
+    workflow = loaded.admitted.workflow  # admitted by load_file: validated once, resolved
 
     store, code = await open_history(args.db or default_db_path())
     if store is None:
@@ -181,7 +172,10 @@ async def _run(args: argparse.Namespace, loaded: object, gpus: tuple[str, ...]) 
         await store.close()
 
     if args.json:
-        json.dump(state.to_status(), sys.stdout, indent=2)
+        from szal.spec.status import status_document
+
+        # Through the status model: the same shape (and key order) as a cluster run's status.
+        json.dump(status_document(state.to_status()), sys.stdout, indent=2)
         sys.stdout.write("\n")
         sys.stdout.flush()
     else:

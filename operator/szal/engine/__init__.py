@@ -5,9 +5,10 @@ next state. Both runners (local, Kubernetes) are thin shells around it.
 
 Typical use by a runner::
 
-    workflow = parse_workflow(document, source=path)          # WorkflowInvalid
-    params, issues = validate_run_params(workflow.spec, given)
-    resolved = resolve_workflow(workflow.spec, name=..., params=params)
+    admitted = admit(document, given_params)   # the one way in: Admitted | Refused
+    if isinstance(admitted, Refused):
+        ...                                    # admitted.issues: every problem
+    resolved = admitted.workflow
     state = new_run_state(resolved)          # or RunState.from_status(saved)
     planner = Planner(resolved, run_name=run)
     plan = planner.plan(state, observations, now)
@@ -22,6 +23,7 @@ from szal.engine.actions import (
     Stop,
     Transition,
 )
+from szal.engine.admitting import Admitted, Definition, Refused, admit, admit_definition
 from szal.engine.environment import param_variable, run_context, step_environment
 from szal.engine.migrations import (
     CURRENT_VERSION,
@@ -76,8 +78,10 @@ __all__ = [
     "RUN_TRANSITIONS",
     "STEP_TRANSITIONS",
     "Action",
+    "Admitted",
     "AttemptRef",
     "Command",
+    "Definition",
     "InvalidTransition",
     "Launch",
     "MigrationError",
@@ -86,6 +90,7 @@ __all__ = [
     "PinnedWorkflow",
     "Plan",
     "Planner",
+    "Refused",
     "ResolvedStep",
     "ResolvedWorkflow",
     "RetryPolicy",
@@ -98,6 +103,8 @@ __all__ = [
     "Stop",
     "Transition",
     "WorkflowInvalid",
+    "admit",
+    "admit_definition",
     "default_registry",
     "definition_version",
     "issues_from_validation_error",

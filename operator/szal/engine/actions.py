@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from szal.engine.phases import EventReason, RunPhase, StepPhase
 from szal.engine.workflow import Command, ResolvedStep
 
 ObservedState = Literal["Pending", "Running", "Succeeded", "Failed"]
@@ -67,26 +68,36 @@ class Stop:
 Action = Launch | Stop
 
 
+Phase = StepPhase | RunPhase
+"""A step's (or compensation's) phase, or the run's when ``step`` is None."""
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     """One phase change. ``step`` is None for the run itself.
 
-    ``event`` is the Kubernetes Event reason: RunStarted, RunSucceeded,
-    RunFailed, RunPaused, RunResumed, RunCancelled, RollingBack, RolledBack,
-    StepStarted, StepSucceeded, StepFailed, StepTimedOut, StepSkipped,
-    StepCancelled, Retrying, CompensationStarted, CompensationSucceeded,
-    CompensationFailed.
+    ``old``/``new`` are :class:`StepPhase` values for a step or its
+    compensation (``rollback=True``) and :class:`RunPhase` values for the run;
+    ``old`` is None only for a record that did not exist before. ``event``
+    is the Kubernetes Event reason and the history event name.
+
+    ``outcome`` is how attempt ``attempt`` ended, set exactly when this
+    change ends it (Succeeded, Failed, TimedOut, Cancelled): a retried
+    attempt goes Running -> Waiting, and only ``outcome`` says whether it
+    failed or timed out. History and Events read it; no consumer ever
+    parses ``message`` (a command may well print "timed out" and fail).
     """
 
     step: str | None
-    old: str | None
-    new: str
+    old: Phase | None
+    new: Phase
     at: float
-    event: str
+    event: EventReason
     message: str = ""
     attempt: int = 0
     rollback: bool = False
     exit_code: int | None = None
+    outcome: StepPhase | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,67 +1,32 @@
-"""Step and run phases, and the one transition table for each.
+"""The one transition table for step phases and for run phases.
 
 Every phase change in the engine goes through :func:`step_transition` or
 :func:`run_transition`; anything not in the table raises
 :class:`InvalidTransition`, and a terminal phase never changes. The tables
 are the contract in DESIGN.md section 4 ("Phase transitions").
+
+The phases themselves (and the Event reasons) are wire enums and live in
+:mod:`szal.spec.status` with the status model; they are re-exported here so
+``from szal.engine.phases import StepPhase`` keeps working. A phase is
+terminal (``is_terminal``) exactly when its table row is empty; tests/engine
+checks that the two agree.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
+from szal.spec.status import EventReason, RunPhase, StepPhase
 
+__all__ = [
+    "RUN_TRANSITIONS",
+    "STEP_TRANSITIONS",
+    "EventReason",
+    "InvalidTransition",
+    "RunPhase",
+    "StepPhase",
+    "run_transition",
+    "step_transition",
+]
 
-class StepPhase(StrEnum):
-    """Where one step is in its life."""
-
-    PENDING = "Pending"
-    WAITING = "Waiting"  # backoff before the next attempt
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    TIMED_OUT = "TimedOut"
-    SKIPPED = "Skipped"
-    CANCELLED = "Cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in _STEP_TERMINAL
-
-    @property
-    def is_failure(self) -> bool:
-        """Failed or TimedOut: the step's own command did not succeed."""
-        return self in (StepPhase.FAILED, StepPhase.TIMED_OUT)
-
-
-class RunPhase(StrEnum):
-    """Where a run is in its life (the seed's Created is Pending, Completed is Succeeded)."""
-
-    PENDING = "Pending"
-    RUNNING = "Running"
-    PAUSED = "Paused"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    ROLLING_BACK = "RollingBack"
-    ROLLED_BACK = "RolledBack"
-    CANCELLED = "Cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in _RUN_TERMINAL
-
-
-_STEP_TERMINAL = frozenset(
-    {
-        StepPhase.SUCCEEDED,
-        StepPhase.FAILED,
-        StepPhase.TIMED_OUT,
-        StepPhase.SKIPPED,
-        StepPhase.CANCELLED,
-    }
-)
-_RUN_TERMINAL = frozenset(
-    {RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.ROLLED_BACK, RunPhase.CANCELLED}
-)
 
 S = StepPhase
 STEP_TRANSITIONS: dict[StepPhase, frozenset[StepPhase]] = {

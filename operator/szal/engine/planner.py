@@ -70,7 +70,13 @@ from szal.engine.actions import (
     StopReason,
     Transition,
 )
-from szal.engine.phases import RunPhase, StepPhase, run_transition, step_transition
+from szal.engine.phases import (
+    EventReason,
+    RunPhase,
+    StepPhase,
+    run_transition,
+    step_transition,
+)
 from szal.engine.state import PinnedWorkflow, RollbackState, RunState, StepState
 from szal.engine.workflow import ResolvedWorkflow
 from szal.spec.durations import format_duration
@@ -98,27 +104,26 @@ _SEQUENTIAL = 0
 _PARALLEL = 1
 _DAG = 2
 
-# Enum ``.value`` is a descriptor call; a dict lookup is several times faster.
-_VALUE: dict[StepPhase, str] = {phase: phase.value for phase in StepPhase}
-
 _OBS_RANK = {"Pending": 0, "Running": 1, "Succeeded": 2, "Failed": 2}
 
-_STEP_EVENTS = {
-    _RUNNING: "StepStarted",
-    _SUCCEEDED: "StepSucceeded",
-    _FAILED: "StepFailed",
-    _TIMED_OUT: "StepTimedOut",
-    _SKIPPED: "StepSkipped",
-    _CANCELLED: "StepCancelled",
-    _WAITING: "Retrying",
+_E = EventReason
+_STEP_EVENTS: dict[StepPhase, EventReason] = {
+    _RUNNING: _E.STEP_STARTED,
+    _SUCCEEDED: _E.STEP_SUCCEEDED,
+    _FAILED: _E.STEP_FAILED,
+    _TIMED_OUT: _E.STEP_TIMED_OUT,
+    _SKIPPED: _E.STEP_SKIPPED,
+    _CANCELLED: _E.STEP_CANCELLED,
+    _WAITING: _E.RETRYING,
 }
-_COMPENSATION_EVENTS = {
-    _RUNNING: "CompensationStarted",
-    _SUCCEEDED: "CompensationSucceeded",
-    _FAILED: "CompensationFailed",
-    _TIMED_OUT: "CompensationFailed",
-    _CANCELLED: "CompensationFailed",
+_COMPENSATION_EVENTS: dict[StepPhase, EventReason] = {
+    _RUNNING: _E.COMPENSATION_STARTED,
+    _SUCCEEDED: _E.COMPENSATION_SUCCEEDED,
+    _FAILED: _E.COMPENSATION_FAILED,
+    _TIMED_OUT: _E.COMPENSATION_FAILED,
+    _CANCELLED: _E.COMPENSATION_FAILED,
 }
+del _E
 
 
 def new_run_state(workflow: ResolvedWorkflow) -> RunState:
@@ -455,23 +460,28 @@ class Planner:
         now: float,
         message: str | None,
         exit_code: int | None = None,
+        outcome: StepPhase | None = None,
     ) -> StepState:
+        """``outcome``: how the attempt ended, when ``new`` (Waiting) does not say it."""
         rec = self._rec[i]
         old = rec.phase
         name = self._names[i]
         rec.phase = step_transition(old, new, step=name)
         rec.message = message
+        if outcome is None and old is _RUNNING:
+            outcome = new
         self._transitions.append(
             Transition(
                 name,
-                _VALUE[old],
-                _VALUE[new],
+                old,
+                new,
                 now,
                 _STEP_EVENTS[new],
                 message or "",
                 rec.attempts,
                 False,
                 exit_code,
+                outcome,
             )
         )
         self._changed.add(name)
@@ -496,7 +506,7 @@ class Planner:
         state.condition_changed_at = now
         if new.is_terminal:
             state.finished_at = now
-        self._transitions.append(Transition(None, old.value, new.value, now, event, message or ""))
+        self._transitions.append(Transition(None, old, new, now, EventReason(event), message or ""))
         self._run_changed = True
 
     def _terminal(self, i: int, at: float) -> None:
@@ -739,6 +749,7 @@ class Planner:
                 at,
                 f"attempt {rec.attempts} {message}; retrying in {format_duration(delay)}",
                 exit_code,
+                _TIMED_OUT if timed_out else _FAILED,
             )
             heapq.heappush(self._retry_heap, (rec.retry_at, i, rec.attempts))
         else:
@@ -931,14 +942,15 @@ class Planner:
         self._transitions.append(
             Transition(
                 name,
-                _VALUE[old],
-                _VALUE[new],
+                old,
+                new,
                 at,
                 _COMPENSATION_EVENTS[new],
                 message or "",
                 1,
                 True,
                 exit_code,
+                new if old is _RUNNING else None,
             )
         )
         self._changed.add(name)

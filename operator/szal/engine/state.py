@@ -4,7 +4,10 @@ DESIGN.md: "the status is the state". :class:`RunState` is the in-memory
 form of a WorkflowRun's ``status``; :meth:`RunState.to_status` and
 :meth:`RunState.from_status` convert losslessly (timestamps at millisecond
 resolution), so a runner can stop at any moment and resume from the status
-it last saved.
+it last saved. The shape of that status is the model in
+:mod:`szal.spec.status` (``RunStatus``); the dicts are built by hand here
+because this runs on every pass, and tests/engine/test_status_shape.py
+checks they agree with the model in both directions.
 
 RunState is mutable on purpose, and only the planner mutates it: a run of
 10,000 steps re-planned once per step would cost O(n^2) if every plan call

@@ -16,6 +16,8 @@ from typing import Any
 
 from szal.dsl import Condition, compile_condition
 from szal.spec import (
+    Backoff,
+    BackoffSettings,
     EnvVar,
     GpuRequest,
     Launcher,
@@ -51,22 +53,26 @@ class Command:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Attempts = limit + 1; delay before attempt n+1 per ``backoff``, capped."""
+    """A step's ``retries``, parsed: attempts = limit + 1, and the delay before
+    attempt n+1 is :class:`~szal.spec.BackoffSettings`' formula (never jittered).
+
+    The fields stay flat, as the spec writes them (callers and the conformance
+    tests read ``retries.delay``); the formula lives only in BackoffSettings.
+    """
 
     limit: int = 0
-    backoff: str = "Fixed"
+    backoff: Backoff = "Fixed"
     delay: float = 1.0
     max_delay: float | None = None
 
+    @property
+    def settings(self) -> BackoffSettings:
+        """The backoff part as the settings type every retrying part of Szál uses."""
+        return BackoffSettings(self.backoff, delay=self.delay, max_delay=self.max_delay)
+
     def delay_after(self, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1``."""
-        if self.backoff == "Linear":
-            value = self.delay * attempt
-        elif self.backoff == "Exponential":
-            value = self.delay * (2 ** (attempt - 1))
-        else:
-            value = self.delay
-        return min(value, self.max_delay) if self.max_delay is not None else value
+        return self.settings.delay_after(attempt)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +207,8 @@ def resolve_workflow(
     fill the ones not given. With ``validate``
     (the default) the spec is validated first and :class:`WorkflowInvalid`
     raised on any issue: the planner relies on an acyclic, well-formed graph.
+    :func:`szal.engine.admitting.admit`, the way in of every run start, has
+    validated it already and passes ``validate=False``.
     Template merge: a step's own fields win; ``command``/``args``/``script``
     form one unit (a step's ``script`` or ``command`` replaces the template's
     whole unit, a step's lone ``args`` go with the template's ``command``);

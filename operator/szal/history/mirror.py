@@ -28,7 +28,7 @@ Decisions:
   follows the store's rules field by field: the latest phase wins unless it
   would take a terminal row back, and a None never erases an earlier value.
 - **Retries are per run.** A failing write puts only that run into backoff
-  (``min(max_delay, base_delay * 2**n)`` with full jitter in [50 %, 100 %]);
+  (``MirrorSettings.backoff``: Exponential, jittered to [50 %, 100 %]);
   other runs keep going. A database outage fails every run and so pauses
   them all; a single bad batch (a permanent error) retries alone at
   ``max_delay`` and shows up in :attr:`last_error` and :meth:`failing`,
@@ -49,7 +49,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from szal.engine.phases import RunPhase, StepPhase
 from szal.history.store import (
@@ -59,6 +59,7 @@ from szal.history.store import (
     RunRecord,
     WorkflowRecord,
 )
+from szal.spec import BackoffSettings
 
 logger = logging.getLogger(__name__)
 
@@ -78,16 +79,18 @@ class HistoryBatch:
     events: Sequence[EventRecord] = ()
 
 
+WRITE_BACKOFF: Final = BackoffSettings("Exponential", delay=0.2, max_delay=30.0, jitter=0.5)
+"""The mirror's default: 0.2 s doubling to 30 s, each delay jittered to [50 %, 100 %]."""
+
+
 @dataclass(frozen=True, slots=True)
 class MirrorSettings:
     """How the mirror retries and drains."""
 
     workers: int = 4
     """Runs written concurrently (one run is never written by two workers)."""
-    base_delay: float = 0.2
-    """Seconds before the first retry of a failed write."""
-    max_delay: float = 30.0
-    """Cap on the delay between retries."""
+    backoff: BackoffSettings = WRITE_BACKOFF
+    """Delay before retrying a run's failed write: 0.2 s doubling to 30 s, jittered."""
     write_timeout: float = 30.0
     """Seconds one batch may take before it counts as failed and is retried."""
     remember_archived: int = 10_000
@@ -387,8 +390,8 @@ class HistoryMirror:
 
     def _failed(self, uid: str, state: _RunState, error: Exception) -> None:
         state.failures += 1
-        delay = min(self.settings.max_delay, self.settings.base_delay * 2 ** (state.failures - 1))
-        state.retry_at = time.monotonic() + delay * random.uniform(0.5, 1.0)
+        delay = self.settings.backoff.delay_after(state.failures, random.random())
+        state.retry_at = time.monotonic() + delay
         if state.failures == 1:
             logger.warning("history write for run %s failed, retrying with backoff: %r", uid, error)
         self.last_error = error

@@ -11,11 +11,13 @@ Decisions:
   on first use and remade after a failure. The operator can start while the
   database is down, and the mirror retries until it answers.
 - **Migrations are append-only numbered SQL files** in
-  ``migrations/postgres/NNNN_name.sql``, each applied in its own transaction
-  under a session advisory lock (several operator replicas or CLIs may
-  migrate at once) and recorded with its checksum in ``schema_migrations``.
+  ``migrations/postgres/NNNN_name.sql``, loaded and checked by
+  :mod:`szal.history.migrating` (shared with SQLite), each applied in its
+  own transaction under a session advisory lock (several operator replicas
+  or CLIs may migrate at once) and recorded with its checksum in
+  ``schema_migrations``.
   A database recorded at a version above the newest file raises
-  :class:`SchemaTooNew` naming both versions.
+  :class:`~szal.history.store.SchemaTooNew` naming both versions.
 - **Times are timestamptz** (what an admin querying the database expects),
   so they round-trip at microsecond precision; the records carry float epoch
   seconds. The keyset cursor is ``<epoch microseconds>|<uid>``, exact.
@@ -47,26 +49,24 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from typing import Any
 
 import asyncpg
 
 from szal.engine.phases import RunPhase, StepPhase
+from szal.history.migrating import Migration, load_migrations, newest_version, refuse_newer
 from szal.history.store import (
+    EVENT_COLUMNS,
     AttemptRecord,
     EventRecord,
     RunDetail,
     RunPage,
     RunQuery,
     RunRecord,
-    SchemaTooNew,
     WorkflowRecord,
     WorkflowStats,
 )
@@ -77,35 +77,9 @@ TERMINAL_STEP_PHASES = tuple(sorted(p.value for p in StepPhase if p.is_terminal)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
-    """One bundled migration file."""
-
-    version: int
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
 def migrations() -> list[Migration]:
-    """The bundled Postgres migrations, in version order (1, 2, ... without gaps)."""
-    folder = resources.files("szal.history").joinpath("migrations", "postgres")
-    found: list[Migration] = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            number, _, name = entry.name[:-4].partition("_")
-            found.append(Migration(int(number), name, entry.read_text(encoding="utf-8")))
-    found.sort(key=lambda m: m.version)
-    for expected, migration in enumerate(found, start=1):
-        if migration.version != expected:
-            raise RuntimeError(
-                f"postgres migration {migration.version}_{migration.name} out of sequence"
-                f" (expected {expected})"
-            )
-    return found
+    """The bundled Postgres migrations, in version order."""
+    return load_migrations("postgres")
 
 
 def _to_ts(epoch: float | None) -> datetime | None:
@@ -160,8 +134,6 @@ _ATTEMPT_COLUMNS = (
     "run_uid, step, attempt, rollback, phase, started_at, finished_at, exit_code,"
     " message, outputs, node"
 )
-_EVENT_COLUMNS = "id, run_uid, step, attempt, rollback, old_phase, new_phase, event, at, message"
-
 _UPSERT_RUN = """
 INSERT INTO runs (uid, name, namespace, workflow, workflow_version, spec_hash, params, phase,
                   created_at, started_at, finished_at, message, progress)
@@ -297,7 +269,7 @@ class PostgresStore:
         version); by default every bundled migration is applied.
         """
         known = migrations()
-        newest = known[-1].version if known else 0
+        newest = newest_version(known)
         goal = newest if target is None else min(target, newest)
         pool = await self._get_pool()
         async with pool.acquire() as conn:
@@ -313,12 +285,7 @@ class PostgresStore:
                 current = int(
                     await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
                 )
-                if current > newest:
-                    raise SchemaTooNew(
-                        f"history database {self._where()} is at schema version {current},"
-                        f" newer than this Szál supports ({newest}): upgrade szal"
-                        " (a downgrade of the database is not supported)"
-                    )
+                refuse_newer(current, known, self._where())
                 for migration in known:
                     if migration.version <= current or migration.version > goal:
                         continue
@@ -573,7 +540,7 @@ class PostgresStore:
             events = [
                 _event_from_row(e)
                 for e in await conn.fetch(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_uid = $1 ORDER BY id",
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE run_uid = $1 ORDER BY id",
                     run.uid,
                 )
             ]
@@ -617,13 +584,13 @@ class PostgresStore:
         pool = await self._get_pool()
         if run_uid is None:
             rows = await pool.fetch(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE id > $1 ORDER BY id LIMIT $2",
                 after_id,
                 limit,
             )
         else:
             rows = await pool.fetch(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_uid = $2 AND id > $1"
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE run_uid = $2 AND id > $1"
                 " ORDER BY id LIMIT $3",
                 after_id,
                 run_uid,
@@ -636,7 +603,7 @@ class PostgresStore:
     ) -> list[WorkflowStats]:
         sql = (
             "SELECT namespace, workflow, count(*) AS runs,"
-            " count(*) FILTER (WHERE phase = 'Succeeded') AS succeeded,"
+            " count(*) FILTER (WHERE phase = $4) AS succeeded,"
             " percentile_cont(0.5) WITHIN GROUP (ORDER BY took) AS p50,"
             " percentile_cont(0.95) WITHIN GROUP (ORDER BY took) AS p95"
             " FROM (SELECT namespace, workflow, phase,"
@@ -647,7 +614,9 @@ class PostgresStore:
             " GROUP BY namespace, workflow ORDER BY workflow, namespace"
         )
         pool = await self._get_pool()
-        rows = await pool.fetch(sql, list(TERMINAL_RUN_PHASES), workflow, namespace)
+        rows = await pool.fetch(
+            sql, list(TERMINAL_RUN_PHASES), workflow, namespace, RunPhase.SUCCEEDED.value
+        )
         return [
             WorkflowStats(
                 workflow=r["workflow"],

@@ -17,10 +17,11 @@ Decisions:
   step may start attempt 2 in the same plan that ended attempt 1, and the
   state then only remembers attempt 2. Fields an attempt row does not know
   yet are None, and stores keep what they had (upserts never forget).
-- A retried attempt ends with the step going to ``Waiting``; its own row
-  gets phase ``TimedOut`` when the transition says it timed out
-  (event ``StepTimedOut``/``Retrying`` with a timeout message) and
-  ``Failed`` otherwise.
+- An attempt row's phase is the transition's ``outcome`` when it ends the
+  attempt, else the step's new phase. A retried attempt ends with the step
+  going to ``Waiting``: its row is ``TimedOut`` or ``Failed`` as the
+  outcome says, never guessed from the message (a command printing
+  ``Connection timed out`` failed, it did not time out).
 - A step cancelled while Waiting keeps its last attempt's outcome (the
   attempt had already ended); the cancel is in the event log.
 - A transition for a step that never ran (``attempt == 0``: Skipped,
@@ -45,8 +46,6 @@ from szal.engine.phases import StepPhase
 from szal.engine.state import RunState
 from szal.engine.workflow import ResolvedWorkflow
 from szal.history.store import AttemptRecord, EventRecord, RunRecord, WorkflowRecord
-
-_TERMINAL_STEP = frozenset({"Succeeded", "Failed", "TimedOut", "Skipped", "Cancelled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +102,10 @@ def record_start(
     return definition, run_record(identity, state, workflow)
 
 
-def _attempt_phase(transition: Transition) -> str:
-    if transition.new != "Waiting":
-        return transition.new
-    timed_out = transition.event == "StepTimedOut" or "timed out" in transition.message.lower()
-    return "TimedOut" if timed_out else "Failed"
+def _attempt_phase(transition: Transition) -> StepPhase:
+    phase = transition.outcome if transition.outcome is not None else transition.new
+    assert isinstance(phase, StepPhase), "a step transition carries step phases"
+    return phase
 
 
 def attempt_records(
@@ -118,13 +116,13 @@ def attempt_records(
     for t in transitions:
         if t.step is None or t.attempt <= 0:
             continue
-        if t.old == "Waiting" and t.new != "Running":
+        if t.old is StepPhase.WAITING and t.new is not StepPhase.RUNNING:
             continue  # cancelled while waiting to retry: the last attempt already ended
         phase = _attempt_phase(t)
         key = (t.step, t.attempt, t.rollback)
         before = rows.get(key)
-        started = t.at if phase == "Running" else None
-        ended = phase in _TERMINAL_STEP
+        started = t.at if phase is StepPhase.RUNNING else None
+        ended = phase.is_terminal
         outputs: dict[str, Any] | None = None
         step_state = state.steps.get(t.step)
         if (
@@ -140,7 +138,7 @@ def attempt_records(
             step=t.step,
             attempt=t.attempt,
             rollback=t.rollback,
-            phase=phase,
+            phase=phase.value,
             started_at=started if started is not None else (before.started_at if before else None),
             finished_at=t.at if ended else None,
             exit_code=t.exit_code,
@@ -158,9 +156,9 @@ def event_records(identity: RunIdentity, transitions: Iterable[Transition]) -> l
             step=t.step,
             attempt=t.attempt,
             rollback=t.rollback,
-            old=t.old,
-            new=t.new,
-            event=t.event,
+            old=None if t.old is None else t.old.value,
+            new=t.new.value,
+            event=t.event.value,
             at=t.at,
             message=t.message,
         )

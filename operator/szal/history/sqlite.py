@@ -15,13 +15,17 @@ Decisions:
   the connection, so a busy wait on the lock never blocks the event loop and
   the connection is never shared between threads.
 - **Migrations are append-only numbered SQL files** in
-  ``migrations/sqlite/NNNN_name.sql``, applied in order inside the write
-  lock and recorded in ``schema_migrations``; a database whose recorded
-  version is above the newest file raises :class:`SchemaTooNew`.
+  ``migrations/sqlite/NNNN_name.sql``, loaded and checked by
+  :mod:`szal.history.migrating` (shared with Postgres), applied in order
+  inside the write lock and recorded in ``schema_migrations``; a database
+  whose recorded version is above the newest file raises
+  :class:`~szal.history.store.SchemaTooNew`.
 - **Upserts never forget.** Updating an attempt with a field that is None
   keeps the stored value (COALESCE), so replaying partial records after a
-  crash can only add information. Events are ``INSERT OR IGNORE`` on their
-  natural key. Logs are appended in numbered chunks.
+  crash can only add information. A terminal run or attempt never goes
+  back to a non-terminal phase: such an upsert is ignored as a whole.
+  Events are ``INSERT OR IGNORE`` on their natural key. Logs are appended
+  in numbered chunks.
 - **Interrupted runs.** Each ``upsert_run`` records the writing process
   (host, pid, start time from ``/proc``). A reader that finds a non-terminal
   run whose writer on this host is gone (or whose pid now belongs to another
@@ -40,26 +44,35 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from szal.engine.phases import RunPhase, StepPhase
+from szal.history.migrating import Migration, load_migrations, newest_version, refuse_newer
 from szal.history.store import (
+    EVENT_COLUMNS,
     AttemptRecord,
     EventRecord,
     RunDetail,
     RunPage,
     RunQuery,
     RunRecord,
-    SchemaTooNew,
     WorkflowRecord,
     WorkflowStats,
 )
 
 T = TypeVar("T")
 
-TERMINAL_RUN_PHASES = frozenset({"Succeeded", "Failed", "RolledBack", "Cancelled"})
+TERMINAL_RUN_PHASES = frozenset(p.value for p in RunPhase if p.is_terminal)
 BUSY_TIMEOUT_MS = 30_000
+
+# A terminal row never goes back: the engine never leaves a terminal phase, so
+# an upsert that would can only be a stale replay, and is ignored as a whole
+# (as in the Postgres store). The phase lists are literals in the SQL: they
+# are the enums' values, never user input.
+_NEVER_BACK = "NOT ({table}.phase IN ({terminal}) AND excluded.phase NOT IN ({terminal}))"
+_TERMINAL_RUNS = ", ".join(f"'{p}'" for p in sorted(TERMINAL_RUN_PHASES))
+_TERMINAL_STEPS = ", ".join(f"'{v}'" for v in sorted(p.value for p in StepPhase if p.is_terminal))
 
 
 def default_db_path() -> Path:
@@ -68,19 +81,9 @@ def default_db_path() -> Path:
     return Path(base) / "szal" / "history.db"
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """The bundled migrations as (version, name, sql), in version order."""
-    folder = resources.files("szal.history").joinpath("migrations", "sqlite")
-    found: list[tuple[int, str, str]] = []
-    for entry in folder.iterdir():
-        if entry.name.endswith(".sql"):
-            number, _, name = entry.name[:-4].partition("_")
-            found.append((int(number), name, entry.read_text(encoding="utf-8")))
-    found.sort()
-    for expected, (version, name, _) in enumerate(found, start=1):
-        if version != expected:
-            raise RuntimeError(f"migration {version}_{name} out of sequence (expected {expected})")
-    return found
+def migrations() -> list[Migration]:
+    """The bundled SQLite migrations, in version order."""
+    return load_migrations("sqlite")
 
 
 def _process_start(pid: int) -> str | None:
@@ -164,7 +167,6 @@ class SqliteStore:
 
     async def migrate(self) -> int:
         known = migrations()
-        newest = known[-1][0] if known else 0
 
         def run(conn: sqlite3.Connection) -> int:
             conn.execute(
@@ -173,21 +175,17 @@ class SqliteStore:
             )
             row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
             current = int(row[0] or 0)
-            if current > newest:
-                raise SchemaTooNew(
-                    f"{self.path}: history schema version {current} is newer than this "
-                    f"Szál supports ({newest}); upgrade szal"
-                )
-            for version, name, sql in known:
-                if version <= current:
+            refuse_newer(current, known, str(self.path))
+            for migration in known:
+                if migration.version <= current:
                     continue
-                for statement in _statements(sql):
+                for statement in _statements(migration.sql):
                     conn.execute(statement)
                 conn.execute(
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, name, time.time()),
+                    (migration.version, migration.name, time.time()),
                 )
-            return newest
+            return newest_version(known)
 
         return await self._write(run)
 
@@ -272,7 +270,8 @@ class SqliteStore:
             " message = COALESCE(excluded.message, runs.message),"
             " progress = COALESCE(excluded.progress, runs.progress),"
             " runner_host = excluded.runner_host, runner_pid = excluded.runner_pid,"
-            " runner_start = excluded.runner_start",
+            " runner_start = excluded.runner_start"
+            f" WHERE {_NEVER_BACK.format(table='runs', terminal=_TERMINAL_RUNS)}",
             (
                 record.uid,
                 record.name,
@@ -328,7 +327,8 @@ class SqliteStore:
             " exit_code = COALESCE(excluded.exit_code, attempts.exit_code),"
             " message = COALESCE(excluded.message, attempts.message),"
             " outputs = COALESCE(excluded.outputs, attempts.outputs),"
-            " node = COALESCE(excluded.node, attempts.node)",
+            " node = COALESCE(excluded.node, attempts.node)"
+            f" WHERE {_NEVER_BACK.format(table='attempts', terminal=_TERMINAL_STEPS)}",
             rows,
         )
 
@@ -355,7 +355,7 @@ class SqliteStore:
 
         conn.executemany(
             "INSERT OR IGNORE INTO events"
-            " (run_uid, step, attempt, rollback, old, new, event, at, message)"
+            " (run_uid, step, attempt, rollback, old_phase, new_phase, event, at, message)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
@@ -527,7 +527,7 @@ class SqliteStore:
             events = [
                 _event_from_row(e)
                 for e in conn.execute(
-                    f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_uid = ? ORDER BY id",
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE run_uid = ? ORDER BY id",
                     (record.uid,),
                 )
             ]
@@ -571,7 +571,7 @@ class SqliteStore:
     async def events_after(
         self, after_id: int, run_uid: str | None = None, limit: int = 1000
     ) -> list[EventRecord]:
-        sql = f"SELECT {_EVENT_COLUMNS} FROM events WHERE id > ?"
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE id > ?"
         args: list[Any] = [after_id]
         if run_uid is not None:
             sql += " AND run_uid = ?"
@@ -608,7 +608,7 @@ class SqliteStore:
             out: list[WorkflowStats] = []
             for (ns, wf), rows in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
                 durations = sorted(d for _, d in rows if d is not None)
-                succeeded = sum(1 for p, _ in rows if p == "Succeeded")
+                succeeded = sum(1 for p, _ in rows if p == RunPhase.SUCCEEDED)
                 out.append(
                     WorkflowStats(
                         workflow=wf,
@@ -623,9 +623,6 @@ class SqliteStore:
             return out
 
         return await self._call(run)
-
-
-_EVENT_COLUMNS = "id, run_uid, step, attempt, rollback, old, new, event, at, message"
 
 
 def _event_from_row(row: Sequence[Any]) -> EventRecord:

@@ -10,6 +10,8 @@ attempt, rollback, new phase, time) and get a monotonically increasing id
 that live streams resume from.
 
 Pagination is keyset (``after`` is the last row's cursor), never OFFSET.
+The event table has the same columns in both schemas (:data:`EVENT_COLUMNS`);
+docs/history.md lists the few columns only one store has, and why.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+EVENT_COLUMNS = "id, run_uid, step, attempt, rollback, old_phase, new_phase, event, at, message"
+"""The event log's columns, in :class:`EventRecord` order, as both stores name them."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from them, the CLI loads YAML into them, and ``szal crds`` generates the CRD
 schemas in ``crds/`` from them. This package imports nothing of the project.
 """
 
+from szal.spec.backoff import Backoff, BackoffSettings
 from szal.spec.durations import DURATION_PATTERN, DurationError, format_duration, parse_duration
 from szal.spec.models import (
     API_VERSION,
@@ -37,6 +38,8 @@ __all__ = [
     "DURATION_PATTERN",
     "GROUP",
     "VERSION",
+    "Backoff",
+    "BackoffSettings",
     "Compensation",
     "DurationError",
     "EnvVar",

@@ -1,4 +1,4 @@
-"""CustomResourceDefinitions for Workflow and WorkflowRun, generated from the models.
+"""CustomResourceDefinitions for Workflow, WorkflowRun and WorkflowSchedule, from the models.
 
 ``szal crds`` prints what :func:`crd_files` returns; the YAML checked in under
 ``crds/`` is that output, and ``tests/crds`` fails when it drifts from the
@@ -34,12 +34,11 @@ schema. The conversion here embodies these decisions:
   concern one object only: a run names exactly one of ``workflowRef`` /
   ``workflow``; a step, template or rollback does not set both ``command``
   and ``script``.
-* **Status.** WorkflowRun's status lists the fields the operator writes
-  (``szal.engine.state.RunState.to_status``) for ``kubectl explain`` and
-  the printer columns, and keeps unknown fields, so an operator newer than
-  the installed CRD never has its status silently pruned. The phase enums
-  are copied here (the spec layer does not import the engine); a test
-  checks they equal the engine's.
+* **Status.** WorkflowRun's status schema is :class:`szal.spec.status.RunStatus`
+  converted like the specs (the model ``RunState.to_status`` follows, tested
+  both ways), for ``kubectl explain`` and the printer columns. The run, step
+  and rollback records keep unknown fields, so an operator newer than the
+  installed CRD never has its status silently pruned.
 * **Names.** Short names ``szwf`` and ``szwfr``: Argo Workflows already
   owns ``wf`` (and the plural ``workflows``; use ``workflows.szal.dev`` when
   both are installed). Both kinds are in category ``szal``
@@ -58,16 +57,20 @@ import copy
 from typing import Any, Final
 
 import yaml
+from pydantic import BaseModel
 
 from szal.spec.models import (
     GROUP,
     NAME_PATTERN,
     VERSION,
+    CommandSpec,
     Step,
     Workflow,
     WorkflowRunSpec,
     WorkflowSpec,
 )
+from szal.spec.schedules import WorkflowScheduleSpec
+from szal.spec.status import RunPhase, RunStatus, StepPhase
 
 Schema = dict[str, Any]
 
@@ -80,30 +83,12 @@ of children. Below that, steps are kept as they are and checked at admission."""
 #: A Kubernetes object name (DNS-1123 subdomain), for ``workflowRef.name``.
 OBJECT_NAME_PATTERN: Final = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
-#: Copies of ``szal.engine.phases`` (the spec layer must not import the engine).
-RUN_PHASES: Final = (
-    "Pending",
-    "Running",
-    "Paused",
-    "Succeeded",
-    "Failed",
-    "RollingBack",
-    "RolledBack",
-    "Cancelled",
-)
-STEP_PHASES: Final = (
-    "Pending",
-    "Waiting",
-    "Running",
-    "Succeeded",
-    "Failed",
-    "TimedOut",
-    "Skipped",
-    "Cancelled",
-)
+#: The phase names, in the order the CRD lists them (from :mod:`szal.spec.status`).
+RUN_PHASES: Final = tuple(p.value for p in RunPhase)
+STEP_PHASES: Final = tuple(p.value for p in StepPhase)
 
 #: Defs whose direct scalar defaults become schema defaults.
-_DEFAULTED_DEFS: Final = frozenset({"WorkflowSpec", "WorkflowRunSpec"})
+_DEFAULTED_DEFS: Final = frozenset({"WorkflowSpec", "WorkflowRunSpec", "WorkflowScheduleSpec"})
 
 _KEPT_KEYWORDS: Final = (
     "description",
@@ -128,11 +113,22 @@ _NOT_BOTH_COMMAND_AND_SCRIPT: Final = {
     "message": "set either command (with args) or script, not both",
 }
 
+
+def _with_command_fields(model: type[CommandSpec] = CommandSpec) -> list[str]:
+    """Def names of every model that has the command fields (step, template, rollback)."""
+    return [
+        name
+        for sub in model.__subclasses__()
+        for name in [sub.__name__, *_with_command_fields(sub)]
+    ]
+
+
+#: The models holding ``command``, ``script`` and ``env`` (:class:`CommandSpec`'s subclasses).
+_COMMAND_DEFS: Final = tuple(_with_command_fields())
+
 #: CEL rules by def name: local to one object, cheap, and also checked by the engine.
 _RULES: Final[dict[str, list[dict[str, str]]]] = {
-    "Step": [_NOT_BOTH_COMMAND_AND_SCRIPT],
-    "StepTemplate": [_NOT_BOTH_COMMAND_AND_SCRIPT],
-    "Compensation": [_NOT_BOTH_COMMAND_AND_SCRIPT],
+    **{name: [_NOT_BOTH_COMMAND_AND_SCRIPT] for name in _COMMAND_DEFS},
     "WorkflowRunSpec": [
         {
             "rule": "has(self.workflowRef) != has(self.workflow)",
@@ -147,20 +143,28 @@ _RULES: Final[dict[str, list[dict[str, str]]]] = {
 _REFINEMENTS: Final[dict[tuple[str, str], Schema]] = {
     ("Step", "name"): {"pattern": NAME_PATTERN},
     ("WorkflowRef", "name"): {"pattern": OBJECT_NAME_PATTERN, "maxLength": 253},
-    ("Step", "env"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
-    ("StepTemplate", "env"): {
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["name"],
-    },
-    ("Compensation", "env"): {
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["name"],
+    **{
+        (name, "env"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+        for name in _COMMAND_DEFS
     },
     ("WorkflowSpec", "params"): {
         "x-kubernetes-list-type": "map",
         "x-kubernetes-list-map-keys": ["name"],
     },
+    ("RunStatus", "conditions"): {
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+    },
+    ("RunStatus", "observedGeneration"): {"format": "int64"},
+    ("Condition", "lastTransitionTime"): {"format": "date-time"},
 }
+
+#: Status records that keep unknown fields (an operator newer than the CRD).
+_PRESERVED_DEFS: Final = frozenset({"RunStatus", "StepStatus", "RollbackStatus"})
+
+#: Defs whose ``required`` the schema leaves to the model: the API server
+#: never enforced them, and the operator always writes them whole.
+_UNENFORCED_REQUIRED: Final = frozenset({"PinnedWorkflowStatus"})
 
 _PRESERVE: Final = "x-kubernetes-preserve-unknown-fields"
 
@@ -196,6 +200,8 @@ class _Converter:
 
     def convert_def(self, name: str) -> Schema:
         node = self.defs[name]
+        if "enum" in node:  # a StrEnum (the phases)
+            return self.convert(node)
         if name == Step.__name__:
             if self.step_level >= STEP_DEPTH:
                 return {
@@ -228,10 +234,12 @@ class _Converter:
                 converted["default"] = default
             props[prop] = converted
         out["properties"] = props
-        if node.get("required"):
+        if node.get("required") and name not in _UNENFORCED_REQUIRED:
             out["required"] = list(node["required"])
         if name in _RULES:
             out["x-kubernetes-validations"] = copy.deepcopy(_RULES[name])
+        if name in _PRESERVED_DEFS:
+            out[_PRESERVE] = True
         return out
 
     def _object(self, node: Schema, out: Schema) -> None:
@@ -253,7 +261,7 @@ class _Converter:
         if len(members) == 1:
             out = self.convert(members[0], owner=owner, prop=prop)
             if "description" in node:
-                out["description"] = node["description"]
+                out = {"description": node["description"], **out}
             return out
         types = {m.get("type") for m in members}
         out = {"description": node["description"]} if "description" in node else {}
@@ -266,105 +274,17 @@ class _Converter:
         return out
 
 
-def spec_schema(model: type[WorkflowSpec] | type[WorkflowRunSpec]) -> Schema:
-    """The structural schema of a spec model (``WorkflowSpec`` or ``WorkflowRunSpec``)."""
+def spec_schema(model: type[BaseModel]) -> Schema:
+    """The structural schema of a model (``WorkflowSpec``, ``WorkflowRunSpec``, ``RunStatus``)."""
     root: Schema = model.model_json_schema(by_alias=True, mode="validation")
     converter = _Converter(root)
     converter.defs = {**converter.defs, model.__name__: root}
     return converter.convert_def(model.__name__)
 
 
-def _conditions_schema() -> Schema:
-    return {
-        "description": "Tekton-style conditions; type Succeeded is True, False or Unknown.",
-        "type": "array",
-        "items": {
-            "type": "object",
-            "properties": {
-                "type": {"type": "string"},
-                "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-                "reason": {"type": "string"},
-                "message": {"type": "string"},
-                "lastTransitionTime": {"type": "string", "format": "date-time"},
-            },
-            "required": ["type", "status"],
-        },
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["type"],
-    }
-
-
-def _timestamp(what: str) -> Schema:
-    return {"description": f"{what} (RFC 3339, UTC, milliseconds).", "type": "string"}
-
-
 def workflow_run_status_schema() -> Schema:
-    """What the operator writes to a WorkflowRun's status (DESIGN.md section 3)."""
-    step_phase: Schema = {"type": "string", "enum": list(STEP_PHASES)}
-    rollback: Schema = {
-        "description": "The step's compensation, when the run rolled back.",
-        "type": "object",
-        "properties": {
-            "phase": step_phase,
-            "startedAt": _timestamp("When the compensation started"),
-            "finishedAt": _timestamp("When the compensation finished"),
-            "exitCode": {"type": "integer"},
-            "message": {"type": "string"},
-        },
-        _PRESERVE: True,
-    }
-    step: Schema = {
-        "description": "One step's record.",
-        "type": "object",
-        "properties": {
-            "phase": step_phase,
-            "attempts": {"description": "Attempts launched so far.", "type": "integer"},
-            "startedAt": _timestamp("When the first attempt started"),
-            "finishedAt": _timestamp("When the step ended"),
-            "attemptStartedAt": _timestamp("When the current attempt started"),
-            "retryAt": _timestamp("When a Waiting step starts its next attempt"),
-            "exitCode": {"type": "integer"},
-            "message": {"type": "string"},
-            "outputs": {
-                "description": "The JSON object the step wrote to $SZAL_OUTPUTS.",
-                "type": "object",
-                _PRESERVE: True,
-            },
-            "podName": {"type": "string"},
-            "finishOrder": {"description": "Completion order (for rollback).", "type": "integer"},
-            "rollback": rollback,
-        },
-        _PRESERVE: True,
-    }
-    return {
-        "description": "Observed state of the run, written by the operator only.",
-        "type": "object",
-        "properties": {
-            "phase": {"type": "string", "enum": list(RUN_PHASES)},
-            "conditions": _conditions_schema(),
-            "progress": {"description": "Finished steps / all steps.", "type": "string"},
-            "startedAt": _timestamp("When the run started"),
-            "finishedAt": _timestamp("When the run ended"),
-            "duration": {"description": "Run time, e.g. 1m12.4s.", "type": "string"},
-            "message": {"type": "string"},
-            "observedGeneration": {"type": "integer", "format": "int64"},
-            "workflow": {
-                "description": "The Workflow this run executes, pinned when it started.",
-                "type": "object",
-                "properties": {
-                    "name": {"type": "string"},
-                    "version": {"type": "integer"},
-                    "specHash": {"type": "string"},
-                },
-            },
-            "steps": {
-                "description": "Per-step records, by step name.",
-                "type": "object",
-                "additionalProperties": step,
-            },
-        },
-        _PRESERVE: True,
-    }
+    """What the operator writes to a WorkflowRun's status: :class:`RunStatus`, converted."""
+    return spec_schema(RunStatus)
 
 
 def workflow_status_schema() -> Schema:
@@ -510,9 +430,76 @@ def workflow_run_crd() -> dict[str, Any]:
     )
 
 
+def workflow_schedule_status_schema() -> Schema:
+    """What the schedule controller writes (``szal.runners.kubernetes.scheduling``)."""
+    return {
+        "description": "Written by the operator's schedule controller.",
+        "type": "object",
+        "properties": {
+            "lastScheduleTime": {
+                "description": "The latest scheduled time handled, started or not (RFC 3339).",
+                "type": "string",
+            },
+            "nextScheduleTime": {
+                "description": "The next scheduled time, none while suspended (RFC 3339).",
+                "type": "string",
+            },
+            "lastRun": {"description": "The run started last.", "type": "string"},
+            "active": {
+                "description": "Runs of this schedule not finished yet.",
+                "type": "array",
+                "items": {"type": "string"},
+            },
+            "missed": {
+                "description": "Scheduled times skipped so far (past the deadline, Forbid).",
+                "type": "integer",
+            },
+            "message": {"type": "string"},
+            "observedGeneration": {"type": "integer"},
+        },
+        _PRESERVE: True,
+    }
+
+
+def workflow_schedule_crd() -> dict[str, Any]:
+    """The WorkflowSchedule CRD (``workflowschedules.szal.dev``)."""
+    return _crd(
+        kind="WorkflowSchedule",
+        plural="workflowschedules",
+        short_names=["szws"],
+        spec=spec_schema(WorkflowScheduleSpec),
+        status=workflow_schedule_status_schema(),
+        description="Runs of a Szál Workflow on a cron schedule (like a CronJob).",
+        columns=[
+            {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+            {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+            {
+                "name": "Last",
+                "type": "date",
+                "description": "When the latest scheduled time came.",
+                "jsonPath": ".status.lastScheduleTime",
+            },
+            {
+                "name": "Next",
+                "type": "string",
+                "description": "The next scheduled time (UTC).",
+                "jsonPath": ".status.nextScheduleTime",
+            },
+            _age(),
+            {"name": "Zone", "type": "string", "priority": 1, "jsonPath": ".spec.timeZone"},
+            {
+                "name": "Workflow",
+                "type": "string",
+                "priority": 1,
+                "jsonPath": ".spec.workflowRef.name",
+            },
+        ],
+    )
+
+
 def all_crds() -> list[dict[str, Any]]:
-    """Both CRDs, Workflow first."""
-    return [workflow_crd(), workflow_run_crd()]
+    """Every CRD, Workflow first."""
+    return [workflow_crd(), workflow_run_crd(), workflow_schedule_crd()]
 
 
 def render(crd: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from szal.spec.backoff import Backoff
 from szal.spec.durations import DURATION_PATTERN
 
 GROUP = "szal.dev"
@@ -30,7 +31,6 @@ NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 Mode = Literal["Sequential", "Parallel", "Dag", "Hierarchical"]
 Trigger = Literal["All", "Any"]
-Backoff = Literal["Fixed", "Linear", "Exponential"]
 Launcher = Literal["Pod", "Job"]
 #: Kubernetes' own values and meaning; unset: Kubernetes' default (Always for
 #: ``:latest`` or no tag, else IfNotPresent). Ignored by the local runner.
@@ -124,8 +124,9 @@ class PodOptions(_Model):
     security_context: dict[str, Any] | None = None
 
 
-class Compensation(_Model):
-    """A step's rollback: a command run when the run fails (reverse order)."""
+class CommandSpec(_Model):
+    """What to run and with what: the fields a step, the template and a
+    rollback all have (one definition, so they never drift apart)."""
 
     image: str | None = None
     image_pull_policy: ImagePullPolicy | None = None
@@ -136,43 +137,34 @@ class Compensation(_Model):
     timeout: Duration | None = None
 
 
-class StepTemplate(_Model):
-    """Defaults merged into every step (a step's own fields win)."""
+class StepOptions(CommandSpec):
+    """A command plus how it runs: every field the template may set for all
+    steps (a rollback runs with its step's resources, launcher and pod)."""
 
-    image: str | None = None
-    image_pull_policy: ImagePullPolicy | None = None
-    command: list[str] | None = None
-    args: list[str] | None = None
-    script: str | None = None
-    env: list[EnvVar] | None = None
-    timeout: Duration | None = None
     retries: Retries | None = None
     resources: Resources | None = None
     launcher: Launcher | None = None
     pod: PodOptions | None = None
 
 
-class Step(_Model):
+class Compensation(CommandSpec):
+    """A step's rollback: a command run when the run fails (reverse order)."""
+
+
+class StepTemplate(StepOptions):
+    """Defaults merged into every step (a step's own fields win)."""
+
+
+class Step(StepOptions):
     """One step: a container (or local process), its wiring and its policies."""
 
     name: Annotated[str, Field(min_length=1, max_length=63)]
-    image: str | None = None
-    image_pull_policy: ImagePullPolicy | None = None
-    command: list[str] | None = None
-    args: list[str] | None = None
-    script: str | None = None
-    env: list[EnvVar] | None = None
-    timeout: Duration | None = None
-    retries: Retries | None = None
     depends_on: list[str] = Field(default_factory=list)
     trigger: Trigger = "All"
     when: str | None = None
     rollback: Compensation | None = None
-    resources: Resources | None = None
     steps: list[Step] | None = None
     mode: Mode | None = None
-    launcher: Launcher | None = None
-    pod: PodOptions | None = None
 
 
 class Param(_Model):

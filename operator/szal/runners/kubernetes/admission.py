@@ -3,8 +3,8 @@
 The CRD schema (``szal crds``) checks shape; what needs the whole
 definition - cycles, unknown dependencies, bad ``when`` expressions, a
 ``workflowRef`` naming nothing, params the workflow does not declare - is
-checked here, by the same validator ``szal validate`` and the runners use
-(:mod:`szal.engine.validation`). ``kubectl apply`` of a bad manifest then
+checked here, by the same entry point ``szal run`` and the operator use
+(:mod:`szal.engine.admitting`). ``kubectl apply`` of a bad manifest then
 prints every problem, each naming its step and field, instead of a run that
 fails later.
 
@@ -30,32 +30,42 @@ Decisions:
   status. If the lookup itself fails (API server unreachable, forbidden),
   the run is admitted and the reconciler decides: a webhook outage must
   not become a cluster-wide outage of run creation.
-* **Migrations run first** (:func:`szal.engine.migrations.upgrade`), as
-  wherever a stored Workflow is read: an old ``spec.version`` is upgraded
-  before validation; one newer than this operator is refused, naming both.
+* **The same way in as a run start**: a Workflow goes through
+  :func:`szal.engine.admitting.admit_definition`, a WorkflowRun's workflow
+  (inline, or the one ``workflowRef`` names) with its params through
+  :func:`szal.engine.admitting.admit`, as the reconciler starts it: format
+  migration first (a definition newer than this operator is refused, naming
+  both), one validation per review, every problem in one refusal.
 * Refusals are ``kopf.AdmissionError`` with HTTP code 422 (the object is
   invalid); the message lists every problem, one per line.
+* **Bodies as large as the API server sends.** aiohttp refuses request
+  bodies over 1 MiB by default (HTTP 413, no reason given), and an
+  AdmissionReview carries the object twice on UPDATE (``object`` and
+  ``oldObject``): labelling a 600 KiB Workflow or suspending a big run
+  failed. :class:`WebhookServer` reads bodies up to :data:`MAX_REVIEW_BYTES`,
+  twice the API server's own 3 MiB request limit plus room for the review.
+* **A refusal is news, not an error of the operator.** kopf logs every
+  refused review at ERROR with the whole message (68 ERROR lines for one
+  API outage's worth of re-applied manifests); :class:`RefusalLogFilter`
+  turns them into one INFO line naming the handler and the first line of
+  the reason. Admitted reviews are logged by kopf at DEBUG only.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 import kopf
+from aiohttp import web
 
-from szal.engine.migrations import MigrationError, upgrade
-from szal.engine.validation import (
-    SpecIssue,
-    WorkflowInvalid,
-    parse_workflow,
-    parse_workflow_run,
-    validate_run_params,
-)
+from szal.engine.admitting import Refused, admit, admit_definition
+from szal.engine.issues import SpecIssue, prefixed
+from szal.engine.validation import run_shape
 from szal.runners.kubernetes.client import ApiClient, NotFound, group_path
-from szal.spec import API_VERSION, GROUP, VERSION
+from szal.spec import API_VERSION, GROUP, VERSION, WorkflowRun
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +108,8 @@ def _name(doc: Mapping[str, Any]) -> str:
     return str(meta.get("name") or meta.get("generateName") or "")
 
 
-def _problems(error: WorkflowInvalid) -> list[str]:
-    return [_describe(issue) for issue in error.issues]
+def _problems(issues: Iterable[SpecIssue]) -> list[str]:
+    return [_describe(issue) for issue in issues]
 
 
 def _describe(issue: SpecIssue) -> str:
@@ -110,15 +120,9 @@ def _describe(issue: SpecIssue) -> str:
 def check_workflow(doc: Mapping[str, Any]) -> None:
     """Raise :class:`AdmissionRefused` unless ``doc`` is a valid Workflow (after migrations)."""
     data = _plain(doc)
-    name = _name(data)
-    try:
-        data = upgrade(data)
-    except MigrationError as error:
-        raise AdmissionRefused("Workflow", name, [f"spec.version: {error}"]) from None
-    try:
-        parse_workflow(data)
-    except WorkflowInvalid as error:
-        raise AdmissionRefused("Workflow", name, _problems(error)) from None
+    definition = admit_definition(data)
+    if isinstance(definition, Refused):
+        raise AdmissionRefused("Workflow", _name(data), _problems(definition.issues))
 
 
 async def check_workflow_run(
@@ -130,45 +134,52 @@ async def check_workflow_run(
     """Raise :class:`AdmissionRefused` unless ``doc`` is a runnable WorkflowRun.
 
     Checks the run itself (shape, exactly one of ``workflowRef`` and
-    ``workflow``, an inline workflow and its params) and, given a fetcher,
-    that ``workflowRef`` names a valid Workflow whose params the run matches.
+    ``workflow``) and admits it as the operator would start it
+    (:func:`szal.engine.admitting.admit`): its inline workflow, or, given a
+    fetcher, the Workflow ``workflowRef`` names, with the run's params.
     """
     data = _plain(doc)
     name = _name(data)
-    spec = data.get("spec")
-    problems: list[str] = []
-    if isinstance(spec, dict) and isinstance(spec.get("workflow"), dict):
-        try:
-            spec["workflow"] = upgrade(spec["workflow"])
-        except MigrationError as error:
-            raise AdmissionRefused(
-                "WorkflowRun", name, [f"spec.workflow.version: {error}"]
-            ) from None
-    try:
-        run = parse_workflow_run(data)
-    except WorkflowInvalid as error:
-        raise AdmissionRefused("WorkflowRun", name, _problems(error)) from None
-    ref = run.spec.workflow_ref
-    if ref is not None and fetch_workflow is not None:
-        try:
-            target = await fetch_workflow(namespace, ref.name)
-        except Exception as error:  # any lookup failure: admit, the reconciler decides
-            logger.warning("workflowRef %s/%s not checked: %s", namespace, ref.name, error)
-            return
-        if target is None:
-            problems.append(
-                f"spec.workflowRef.name: Workflow {ref.name!r} not found in namespace {namespace!r}"
-            )
-        else:
-            try:
-                workflow = parse_workflow(upgrade(_plain(target)))
-            except (WorkflowInvalid, MigrationError) as error:
-                problems.append(f"spec.workflowRef.name: Workflow {ref.name!r} is invalid: {error}")
-            else:
-                _, issues = validate_run_params(workflow.spec, run.spec.params)
-                problems.extend(f"spec.{issue.field}: {issue.message}" for issue in issues)
+    run, inline, shape_issues = run_shape(data)
+    problems = _problems(shape_issues)
+    if inline is not None:
+        outcome = admit(inline, run.spec.params) if run else admit_definition(inline)
+        if isinstance(outcome, Refused):
+            problems.extend(_problems(_inline(issue) for issue in outcome.issues))
+    if run is not None and inline is None and fetch_workflow is not None:
+        problems.extend(await _referenced_problems(run, namespace, fetch_workflow))
     if problems:
         raise AdmissionRefused("WorkflowRun", name, problems)
+
+
+async def _referenced_problems(
+    run: WorkflowRun, namespace: str, fetch_workflow: WorkflowFetcher
+) -> list[str]:
+    """What keeps ``run`` of the Workflow its ``workflowRef`` names from starting."""
+    ref = run.spec.workflow_ref
+    if ref is None:
+        return []
+    try:
+        target = await fetch_workflow(namespace, ref.name)
+    except Exception as error:  # any lookup failure: admit, the reconciler decides
+        logger.warning("workflowRef %s/%s not checked: %s", namespace, ref.name, error)
+        return []
+    if target is None:
+        return [
+            f"spec.workflowRef.name: Workflow {ref.name!r} not found in namespace {namespace!r}"
+        ]
+    definition = admit_definition(_plain(target))
+    if isinstance(definition, Refused):
+        return [f"spec.workflowRef.name: Workflow {ref.name!r} is invalid: {definition}"]
+    admitted = admit(definition, run.spec.params)
+    if isinstance(admitted, Refused):
+        return [f"spec.{issue.field}: {issue.message}" for issue in admitted.issues]
+    return []
+
+
+def _inline(issue: SpecIssue) -> SpecIssue:
+    """An issue of the inline workflow, located in the run (its params stay the run's)."""
+    return issue if issue.path.startswith("spec.params") else prefixed(issue, "spec.workflow")
 
 
 def _spec_unchanged(
@@ -188,6 +199,31 @@ def _refuse(error: AdmissionRefused) -> kopf.AdmissionError:
     return kopf.AdmissionError(error.message, code=422)
 
 
+class RefusalLogFilter(logging.Filter):
+    """Refused reviews as one INFO line instead of kopf's multi-line ERROR."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if (
+            record.levelno >= logging.ERROR
+            and text.startswith("Webhook '")
+            and ("failed permanently" in text)
+        ):
+            if not logger.isEnabledFor(logging.INFO):
+                return False
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = "admission refused: %s", (text.splitlines()[0],)
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def quiet_refusals() -> None:
+    """Install :class:`RefusalLogFilter` on kopf's per-object logger (idempotent)."""
+    target = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, RefusalLogFilter) for f in target.filters):
+        target.addFilter(RefusalLogFilter())
+
+
 def register_admission(
     registry: kopf.OperatorRegistry,
     *,
@@ -198,6 +234,7 @@ def register_admission(
     ``fetch_workflow`` resolves ``workflowRef`` (see the module docstring);
     pass ``fetcher_from_client(client)`` from the operator.
     """
+    quiet_refusals()
 
     @kopf.on.validate(
         GROUP,
@@ -250,6 +287,19 @@ def fetcher_from_client(client: ApiClient) -> WorkflowFetcher:
     return fetch
 
 
+MAX_REVIEW_BYTES: Final = 8 * 1024 * 1024
+"""Largest AdmissionReview body read: an object and its old version at the API server's limit."""
+
+
+class WebhookServer(kopf.WebhookServer):
+    """kopf's webhook server, reading review bodies up to :data:`MAX_REVIEW_BYTES`."""
+
+    @staticmethod
+    async def _serve(fn: Any, request: web.Request) -> web.Response:
+        larger = request.clone(client_max_size=MAX_REVIEW_BYTES)
+        return await kopf.WebhookServer._serve(fn, larger)
+
+
 def configure_admission(
     settings: kopf.OperatorSettings,
     *,
@@ -270,7 +320,7 @@ def configure_admission(
     every ``file_check_interval`` seconds and restarts its server when they
     changed (a rotation, cert-manager's renewal).
     """
-    settings.admission.server = kopf.WebhookServer(
+    settings.admission.server = WebhookServer(
         addr=addr,
         port=port,
         host=host or addr,

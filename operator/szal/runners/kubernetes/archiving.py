@@ -33,7 +33,7 @@ from szal.runners.kubernetes.events import RunRef
 
 
 class MirrorSink:
-    """A :class:`~szal.runners.kubernetes.reconciler.HistorySink` over a HistoryMirror."""
+    """A :class:`~szal.runners.kubernetes.runtime.HistorySink` over a HistoryMirror."""
 
     def __init__(self, mirror: HistoryMirror) -> None:
         self.mirror = mirror

@@ -50,6 +50,7 @@ from szal.runners.kubernetes.client import (
     ApiError,
     Conflict,
     NotFound,
+    cluster_path,
     core_path,
 )
 from szal.runners.kubernetes.tls import (
@@ -64,9 +65,7 @@ from szal.runners.kubernetes.tls import (
 logger = logging.getLogger(__name__)
 
 SECRET_TYPE: Final = "kubernetes.io/tls"
-WEBHOOK_CONFIGURATIONS: Final = (
-    "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
-)
+ADMISSION_API: Final = "admissionregistration.k8s.io/v1"
 _WRITE_TRIES: Final = 5
 
 
@@ -214,7 +213,7 @@ class CertificateManager:
     async def patch_ca_bundle(self, bundle: str) -> int:
         """Set ``caBundle`` on every webhook of the configuration; return how many changed."""
         name = self.settings.configuration
-        path = f"{WEBHOOK_CONFIGURATIONS}/{name}"
+        path = cluster_path(ADMISSION_API, "validatingwebhookconfigurations", name)
         try:
             config = await self.client.get(path)
         except NotFound:

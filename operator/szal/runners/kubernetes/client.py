@@ -10,12 +10,15 @@ calls, typed, over one shared :class:`aiohttp.ClientSession`.
 
 Decisions:
 
-* **Credentials** come from a kubeconfig (client certificate, bearer token,
-  CA, inline ``*-data`` or file paths) or from the in-cluster service
-  account (its token file is re-read when it changes, as kubelet rotates
-  it). :func:`load_credentials` is the only place that reads them; the
-  operator hands the same :class:`Credentials` to kopf's login handler so
-  both clients always talk to the same server as the same user.
+* **Credentials** come from :mod:`szal.runners.kubernetes.credentials`
+  (kubeconfigs through ``kubernetes_asyncio``'s loader: exec plugins,
+  auth providers, several files, contexts; or the in-cluster service
+  account). :func:`load_credentials` delegates there; the operator hands the
+  same :class:`Credentials` to kopf's login handler so both clients always
+  talk to the same server as the same user. After a 401, or once an exec
+  plugin's token expired, the client asks :attr:`Credentials.refresher` for
+  new ones and retries the request once (a new TLS session when the client
+  certificate changed).
 * **Errors are typed by meaning**: :class:`NotFound`, :class:`AlreadyExists`,
   :class:`Conflict` (a stale ``resourceVersion``), :class:`Invalid`,
   :class:`Forbidden`; 429, 5xx and connection errors are retried here with
@@ -30,27 +33,39 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
-import base64
+import contextlib
 import json
 import logging
-import os
-import ssl
-import tempfile
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import aiohttp
-import yaml
+
+from szal.runners.kubernetes.credentials import (
+    SERVICE_ACCOUNT_DIR as SERVICE_ACCOUNT_DIR,
+)
+from szal.runners.kubernetes.credentials import (
+    Credentials as Credentials,
+)
+from szal.runners.kubernetes.credentials import (
+    CredentialsError as CredentialsError,
+)
+from szal.runners.kubernetes.credentials import (
+    credentials_in_cluster as credentials_in_cluster,
+)
+from szal.runners.kubernetes.credentials import (
+    load_credentials_blocking,
+    ssl_context,
+)
+from szal.spec import BackoffSettings
 
 logger = logging.getLogger(__name__)
 
 JsonDict = dict[str, Any]
 PropagationPolicy = Literal["Background", "Foreground", "Orphan"]
-
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
@@ -90,6 +105,10 @@ class Forbidden(ApiError):
     """403: RBAC or an admission quota refused the request."""
 
 
+class Unauthorized(ApiError):
+    """401: the credentials were refused (and renewing them did not help)."""
+
+
 def _error_for(status: int, payload: JsonDict) -> ApiError:
     reason = str(payload.get("reason") or "")
     message = str(payload.get("message") or payload or "")
@@ -102,142 +121,31 @@ def _error_for(status: int, payload: JsonDict) -> ApiError:
         return Invalid(status, reason or "Invalid", message, payload)
     if status == 403:
         return Forbidden(status, reason or "Forbidden", message, payload)
+    if status == 401:
+        return Unauthorized(status, reason or "Unauthorized", message, payload)
     return ApiError(status, reason or "Error", message, payload)
 
 
 # --- credentials ------------------------------------------------------------
+# Loaded in szal.runners.kubernetes.credentials (kubeconfigs through a library);
+# these names stay importable from here.
 
 
-class CredentialsError(Exception):
-    """No usable kubeconfig or in-cluster service account."""
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """Where the API server is and how to prove who we are.
-
-    ``*_data`` fields hold PEM text; ``token_path`` names a token file that
-    is re-read when it changes (the in-cluster service account token).
-    """
-
-    server: str
-    ca_data: str | None = None
-    insecure: bool = False
-    certificate_data: str | None = None
-    private_key_data: str | None = None
-    token: str | None = None
-    token_path: Path | None = None
-    default_namespace: str | None = None
-    source: str = ""
-
-    def read_token(self) -> str | None:
-        if self.token_path is not None:
-            return self.token_path.read_text().strip()
-        return self.token
-
-
-def _data_or_file(entry: Mapping[str, Any], key: str, base: Path) -> str | None:
-    data = entry.get(f"{key}-data")
-    if data:
-        return base64.b64decode(data).decode()
-    path = entry.get(key)
-    if path:
-        full = Path(path) if Path(path).is_absolute() else base / path
-        return full.read_text()
-    return None
-
-
-def credentials_from_kubeconfig(path: Path, context: str | None = None) -> Credentials:
-    """Read one context of a kubeconfig file (``current-context`` by default)."""
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except OSError as error:
-        raise CredentialsError(f"cannot read kubeconfig {path}: {error}") from error
-    name = context or config.get("current-context")
-    contexts = {c["name"]: c.get("context") or {} for c in config.get("contexts") or []}
-    if name not in contexts:
-        raise CredentialsError(f"kubeconfig {path} has no context {name!r}")
-    ctx = contexts[name]
-    clusters = {c["name"]: c.get("cluster") or {} for c in config.get("clusters") or []}
-    users = {u["name"]: u.get("user") or {} for u in config.get("users") or []}
-    cluster = clusters.get(ctx.get("cluster"))
-    if cluster is None or not cluster.get("server"):
-        raise CredentialsError(f"kubeconfig {path}: context {name!r} names no usable cluster")
-    user = users.get(ctx.get("user"), {})
-    base = path.parent
-    token = user.get("token")
-    token_file = user.get("tokenFile")
-    return Credentials(
-        server=str(cluster["server"]).rstrip("/"),
-        ca_data=_data_or_file(cluster, "certificate-authority", base),
-        insecure=bool(cluster.get("insecure-skip-tls-verify", False)),
-        certificate_data=_data_or_file(user, "client-certificate", base),
-        private_key_data=_data_or_file(user, "client-key", base),
-        token=token,
-        token_path=Path(token_file) if token_file and not token else None,
-        default_namespace=ctx.get("namespace"),
-        source=f"kubeconfig {path} context {name}",
-    )
-
-
-def credentials_in_cluster(sa_dir: Path = SERVICE_ACCOUNT_DIR) -> Credentials:
-    """The pod's service account (token re-read on every change)."""
-    host = os.environ.get("KUBERNETES_SERVICE_HOST")
-    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-    if not host or not (sa_dir / "token").is_file():
-        raise CredentialsError("not running in a cluster (no KUBERNETES_SERVICE_HOST or token)")
-    if ":" in host:  # IPv6
-        host = f"[{host}]"
-    ns_file = sa_dir / "namespace"
-    return Credentials(
-        server=f"https://{host}:{port}",
-        ca_data=(sa_dir / "ca.crt").read_text(),
-        token_path=sa_dir / "token",
-        default_namespace=ns_file.read_text().strip() if ns_file.is_file() else None,
-        source="in-cluster service account",
-    )
+def credentials_from_kubeconfig(path: Path | str, context: str | None = None) -> Credentials:
+    """One context of a kubeconfig (``path`` may join several files with ``os.pathsep``)."""
+    return load_credentials_blocking(path, context)
 
 
 def load_credentials(kubeconfig: Path | None = None, context: str | None = None) -> Credentials:
     """An explicit kubeconfig, else ``$KUBECONFIG``, else in-cluster, else ``~/.kube/config``."""
-    if kubeconfig is not None:
-        return credentials_from_kubeconfig(kubeconfig, context)
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        return credentials_from_kubeconfig(Path(env.split(os.pathsep)[0]).expanduser(), context)
-    try:
-        return credentials_in_cluster()
-    except CredentialsError:
-        default = Path.home() / ".kube" / "config"
-        if default.is_file():
-            return credentials_from_kubeconfig(default, context)
-        raise
-
-
-def ssl_context(creds: Credentials) -> ssl.SSLContext:
-    """A TLS context trusting the cluster CA and presenting the client certificate."""
-    ctx = (
-        ssl.create_default_context(cadata=creds.ca_data)
-        if creds.ca_data
-        else (ssl.create_default_context())
-    )
-    if creds.insecure:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if creds.certificate_data and creds.private_key_data:
-        # The ssl module loads key pairs only from files: write them to a
-        # private directory for the duration of the call.
-        with tempfile.TemporaryDirectory(prefix="szal-tls-") as tmp:
-            cert = Path(tmp) / "tls.crt"
-            key = Path(tmp) / "tls.key"
-            cert.write_text(creds.certificate_data)
-            key.touch(mode=0o600)
-            key.write_text(creds.private_key_data)
-            ctx.load_cert_chain(cert, key)
-    return ctx
+    return load_credentials_blocking(kubeconfig, context)
 
 
 # --- the client -------------------------------------------------------------
+
+
+REQUEST_BACKOFF: Final = BackoffSettings("Exponential", delay=0.05, max_delay=5.0)
+"""The client's default: 0.05 s doubling to 5 s between tries of one request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,10 +154,8 @@ class RetrySettings:
 
     attempts: int = 8
     """Tries in all, including the first."""
-    initial_delay: float = 0.05
-    """Seconds before the second try; doubled each time."""
-    max_delay: float = 5.0
-    """Cap of one delay (a larger Retry-After still wins)."""
+    backoff: BackoffSettings = REQUEST_BACKOFF
+    """Delay before the next try: 0.05 s doubling to 5 s (a larger Retry-After still wins)."""
     request_timeout: float = 30.0
     """Seconds for one request, connect to last byte."""
 
@@ -270,6 +176,17 @@ class ApiClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def renew_credentials(self, rejected: Credentials | None = None) -> Credentials:
+        """Fresh credentials after ``rejected`` (default: the current ones) was refused."""
+        creds = self.credentials
+        if creds.refresher is None:
+            return creds
+        fresh = await creds.refresher(rejected or creds)
+        if not fresh.same_tls(creds) and self._session is not None:
+            await self._session.close()  # the next request opens one with the new certificate
+        self.credentials = fresh
+        return fresh
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -292,7 +209,7 @@ class ApiClient:
         headers = {"Accept": "application/json"}
         token = self.credentials.read_token()
         if token:
-            headers["Authorization"] = f"Bearer {token}"
+            headers["Authorization"] = f"{self.credentials.scheme} {token}"
         if content_type:
             headers["Content-Type"] = content_type
         return headers
@@ -311,20 +228,29 @@ class ApiClient:
 
         ``count_as`` names the resource for the write counter (writes only).
         """
-        session = self._ensure_session()
-        url = self.credentials.server + path
+        if self.credentials.expired():
+            await self.renew_credentials()
         data = None if body is None else json.dumps(body)
         if data is not None and content_type is None:
             content_type = "application/json"
         if count_as is not None:
             verb = {"POST": "create", "PUT": "update"}.get(method, method.lower())
             self.writes[(verb, count_as)] += 1
-        delay = self.retry.initial_delay
-        for attempt in range(1, self.retry.attempts + 1):
+        renewed = False
+        attempt = 0
+        while attempt < self.retry.attempts:
+            attempt += 1
             wait: float | None = None
+            error: Exception | None = None
+            creds = self.credentials
             try:
-                async with session.request(
-                    method, url, data=data, params=params, headers=self._headers(content_type)
+                async with self._ensure_session().request(
+                    method,
+                    creds.server + path,
+                    data=data,
+                    params=params,
+                    headers=self._headers(content_type),
+                    proxy=creds.proxy,
                 ) as response:
                     text = await response.text()
                     payload: JsonDict = {}
@@ -335,30 +261,90 @@ class ApiClient:
                             payload = {"message": text[:500]}
                     if response.status < 400:
                         return payload
-                    if response.status == 429 or response.status >= 500:
+                    renew = response.status == 401 and creds.refresher is not None
+                    if renew and not renewed:
+                        error = _error_for(response.status, payload)  # renewed below, outside
+                    elif response.status == 429 or response.status >= 500:
                         retry_after = response.headers.get("Retry-After", "")
                         wait = float(retry_after) if retry_after.isdigit() else None
-                        error: Exception = _error_for(response.status, payload)
+                        error = _error_for(response.status, payload)
                     else:
                         raise _error_for(response.status, payload)
             except (aiohttp.ClientConnectionError, TimeoutError) as exc:
                 error = exc
+            if isinstance(error, Unauthorized):
+                # Expired or rotated: new credentials, and this try does not count.
+                renewed = True
+                attempt -= 1
+                await self.renew_credentials(creds)
+                continue
             if attempt == self.retry.attempts:
                 break
-            pause = max(min(delay, self.retry.max_delay), wait or 0.0)
+            pause = max(self.retry.backoff.delay_after(attempt), wait or 0.0)
             logger.debug(
                 "%s %s failed (%s); retry %d in %.2fs", method, path, error, attempt, pause
             )
             await asyncio.sleep(pause)
-            delay *= 2
         if isinstance(error, ApiError):
             raise error
         raise ApiError(0, "Unreachable", f"{method} {path}: {error}") from error
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        read_timeout: float | None = None,
+    ) -> AsyncIterator[aiohttp.StreamReader]:
+        """GET a streaming answer (a watch, followed pod logs); yield its body.
+
+        Errors are typed as for :meth:`request`; a 401 renews the credentials
+        and tries once more. Nothing is retried once the body started.
+        """
+        if self.credentials.expired():
+            await self.renew_credentials()
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=read_timeout)
+        for renewing in (True, False):
+            creds = self.credentials
+            async with self._ensure_session().get(
+                creds.server + path,
+                params=params,
+                headers=self._headers(None),
+                proxy=creds.proxy,
+                timeout=timeout,
+            ) as response:
+                if response.status < 400:
+                    yield response.content
+                    return
+                text = await response.text()
+                try:
+                    payload: JsonDict = json.loads(text) if text else {}
+                except ValueError:
+                    payload = {"message": text[:500]}
+                if not (response.status == 401 and creds.refresher and renewing):
+                    raise _error_for(response.status, payload)
+            await self.renew_credentials(creds)
 
     # --- typed calls --------------------------------------------------------
 
     async def get(self, path: str) -> JsonDict:
         return await self.request("GET", path)
+
+    async def get_text(self, path: str) -> str:
+        """GET a plain-text answer (``pods/<name>/log``); errors as :meth:`request` (no retries)."""
+        session = self._ensure_session()
+        async with session.get(
+            self.credentials.server + path, headers={**self._headers(None), "Accept": "*/*"}
+        ) as response:
+            text = await response.text()
+            if response.status >= 400:
+                try:
+                    payload: JsonDict = json.loads(text)
+                except ValueError:
+                    payload = {"message": text[:500]}
+                raise _error_for(response.status, payload)
+            return text
 
     async def list(self, path: str, *, label_selector: str | None = None) -> list[JsonDict]:
         params = {"labelSelector": label_selector} if label_selector else None
@@ -405,15 +391,43 @@ class ApiClient:
 
 
 # --- paths ------------------------------------------------------------------
+#
+# Every API path the operator sends is built here (no "/api..." f-strings
+# elsewhere), so the URL layout is written once.
 
 
-def core_path(namespace: str, plural: str, name: str | None = None) -> str:
-    """``/api/v1/namespaces/<ns>/<plural>[/<name>]``."""
-    base = f"/api/v1/namespaces/{namespace}/{plural}"
-    return f"{base}/{name}" if name else base
+def _object_path(base: str, name: str | None, subresource: str | None) -> str:
+    if subresource is not None and name is None:
+        raise ValueError(f"a subresource ({subresource}) needs an object name")
+    path = f"{base}/{name}" if name else base
+    return f"{path}/{subresource}" if subresource else path
 
 
-def group_path(group_version: str, namespace: str, plural: str, name: str | None = None) -> str:
-    """``/apis/<group>/<version>/namespaces/<ns>/<plural>[/<name>]``."""
-    base = f"/apis/{group_version}/namespaces/{namespace}/{plural}"
-    return f"{base}/{name}" if name else base
+def core_path(
+    namespace: str, plural: str, name: str | None = None, *, subresource: str | None = None
+) -> str:
+    """``/api/v1/namespaces/<ns>/<plural>[/<name>[/<subresource>]]``."""
+    return _object_path(f"/api/v1/namespaces/{namespace}/{plural}", name, subresource)
+
+
+def group_path(
+    group_version: str,
+    namespace: str,
+    plural: str,
+    name: str | None = None,
+    *,
+    subresource: str | None = None,
+) -> str:
+    """``/apis/<group>/<version>/namespaces/<ns>/<plural>[/<name>[/<subresource>]]``."""
+    return _object_path(f"/apis/{group_version}/namespaces/{namespace}/{plural}", name, subresource)
+
+
+def api_group_path(group_version: str) -> str:
+    """``/apis/<group>/<version>``: the discovery document listing a group version's resources."""
+    return f"/apis/{group_version}"
+
+
+def cluster_path(group_version: str, plural: str, name: str | None = None) -> str:
+    """``/apis/<group>/<version>/<plural>[/<name>]``: a cluster-scoped resource, or a
+    namespaced one listed across all namespaces."""
+    return _object_path(f"/apis/{group_version}/{plural}", name, None)

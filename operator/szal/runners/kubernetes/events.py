@@ -30,20 +30,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from szal.engine.actions import Transition
+from szal.engine.phases import EventReason, StepPhase
 from szal.runners.kubernetes.client import ApiClient, ApiError, core_path
 from szal.spec import API_VERSION
 
 logger = logging.getLogger(__name__)
 
-WARNING_REASONS = frozenset(
+WARNING_REASONS: frozenset[EventReason] = frozenset(
     {
-        "RunFailed",
-        "StepFailed",
-        "StepTimedOut",
-        "Retrying",
-        "RollingBack",
-        "CompensationFailed",
-        "DeadlineExceeded",
+        EventReason.RUN_FAILED,
+        EventReason.STEP_FAILED,
+        EventReason.STEP_TIMED_OUT,
+        EventReason.RETRYING,
+        EventReason.ROLLING_BACK,
+        EventReason.COMPENSATION_FAILED,
     }
 )
 
@@ -78,12 +78,24 @@ def describe(transition: Transition) -> str:
         what = f"compensation of step {transition.step}"
     text = f"{what}: {transition.old or 'new'} -> {transition.new}"
     if transition.attempt and transition.step is not None:
-        text += f" (attempt {transition.attempt})"
+        outcome = transition.outcome
+        # Running -> Waiting: only the outcome field says how the attempt ended.
+        ended = f" {_OUTCOME_WORDS[outcome]}" if outcome and outcome is not transition.new else ""
+        text += f" (attempt {transition.attempt}{ended})"
     if transition.exit_code is not None:
         text += f", exit code {transition.exit_code}"
     if transition.message:
         text += f": {transition.message}"
     return text[:1024]
+
+
+#: How an attempt that a Waiting step left behind ended (``Transition.outcome``).
+_OUTCOME_WORDS: dict[StepPhase, str] = {
+    StepPhase.FAILED: "failed",
+    StepPhase.TIMED_OUT: "timed out",
+    StepPhase.SUCCEEDED: "succeeded",
+    StepPhase.CANCELLED: "cancelled",
+}
 
 
 def _event_time(epoch: float) -> str:
@@ -92,7 +104,20 @@ def _event_time(epoch: float) -> str:
 
 def event_body(run: RunRef, transition: Transition, instance: str) -> dict[str, object]:
     """A core/v1 Event for ``transition`` of ``run``."""
-    stamp = _event_time(transition.at)
+    return _body(
+        run,
+        reason=transition.event.value,
+        message=describe(transition),
+        warning=transition.event in WARNING_REASONS,
+        at=transition.at,
+        instance=instance,
+    )
+
+
+def _body(
+    run: RunRef, *, reason: str, message: str, warning: bool, at: float, instance: str
+) -> dict[str, object]:
+    stamp = _event_time(at)
     return {
         "apiVersion": "v1",
         "kind": "Event",
@@ -104,9 +129,9 @@ def event_body(run: RunRef, transition: Transition, instance: str) -> dict[str, 
             "namespace": run.namespace,
             "uid": run.uid,
         },
-        "reason": transition.event,
-        "message": describe(transition),
-        "type": "Warning" if transition.event in WARNING_REASONS else "Normal",
+        "reason": reason,
+        "message": message,
+        "type": "Warning" if warning else "Normal",
         "count": 1,
         "firstTimestamp": stamp,
         "lastTimestamp": stamp,
@@ -128,15 +153,14 @@ class Note:
 
 def note_body(run: RunRef, note: Note, instance: str) -> dict[str, object]:
     """A core/v1 Event for ``note`` about ``run``."""
-    stamp = _event_time(note.at)
-    body = event_body(run, Transition(None, None, "", note.at, note.reason), instance)
-    body.update(
+    return _body(
+        run,
+        reason=note.reason,
         message=note.message[:1024],
-        type="Warning" if note.warning else "Normal",
-        firstTimestamp=stamp,
-        lastTimestamp=stamp,
+        warning=note.warning,
+        at=note.at,
+        instance=instance,
     )
-    return body
 
 
 @dataclass
@@ -163,7 +187,7 @@ class EventPoster:
     def wanted(self, transition: Transition) -> bool:
         if not self.settings.enabled:
             return False
-        return transition.event != "StepStarted" or self.settings.step_started
+        return transition.event is not EventReason.STEP_STARTED or self.settings.step_started
 
     def emit(self, run: RunRef, transitions: Iterable[Transition]) -> None:
         if self._queue is None:

@@ -27,17 +27,37 @@ The wait is bounded (``--history-finalizer-timeout``, :func:`decide`):
 A run deleted while it is still running is cancelled first (its steps
 stopped, phase Cancelled), so its history ends with a terminal row.
 
-This module is pure: the decision and the JSON patches; the reconciler
-does the I/O.
+The decision (:func:`decide`) and the JSON patches are pure functions.
+:class:`RunLifecycle`, at the end of this module, does the I/O for one
+run's reconciler: it adds the finalizer at the start and, once the run is
+finished, keeps or releases it and deletes the run when its
+``ttlSecondsAfterFinished`` has passed (the TTL and the finalizer meet
+there: a TTL deletion of a held run only sets its ``deletionTimestamp``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from szal.engine.state import RunState
 from szal.engine.timestamps import format_timestamp, parse_timestamp
+from szal.runners.kubernetes.client import Conflict, Invalid, NotFound
+from szal.runners.kubernetes.events import Note, RunRef
+from szal.runners.kubernetes.pinning import recover_pinned
+from szal.runners.kubernetes.runtime import (
+    RUNS,
+    Mailbox,
+    Runtime,
+    patch_run_status,
+    run_path,
+)
+
+logger = logging.getLogger(__name__)
 
 FINALIZER = "szal.dev/history"
 CONDITION = "HistoryArchived"
@@ -45,6 +65,7 @@ REASON_UNAVAILABLE = "DatabaseUnavailable"
 REASON_ARCHIVED = "Archived"
 EVENT_NOT_ARCHIVED = "HistoryNotArchived"
 EVENT_RELEASED = "HistoryFinalizerReleased"
+_FOREVER = 365 * 24 * 3600.0  # wait_archived's bound when only news should end the wait
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,3 +174,173 @@ def conditions_with(
             "lastTransitionTime": format_timestamp(now),
         },
     ]
+
+
+# --- the I/O: one run's finalizer and TTL ----------------------------------------
+
+
+class RunLifecycle:
+    """A run's history finalizer and TTL deletion, for its reconciler.
+
+    ``holding`` is True while a finished run's finalizer stays on (the
+    reconciler keeps running to release it).
+    """
+
+    def __init__(self, runtime: Runtime, mailbox: Mailbox, ref: RunRef) -> None:
+        self.runtime = runtime
+        self.mailbox = mailbox
+        self.ref = ref
+        self.holding = False
+        self._ttl_deleted = False
+        self._archive_waiter: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        """Stop waiting for the archive (the reconciler ends)."""
+        if self._archive_waiter is not None:
+            self._archive_waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._archive_waiter
+
+    async def after_finish(
+        self, body: Mapping[str, Any], state: RunState, now: float
+    ) -> float | None:
+        """A finished run: release its history finalizer, delete it when its TTL passed.
+
+        Returns when to look again; None with ``holding`` False: nothing left to do.
+        """
+        self.holding = False
+        wakes: list[float] = []
+        if has_finalizer(body):
+            if self.runtime.history is None:
+                # Mirroring was turned off since the run started: nothing to wait for.
+                await self.remove_finalizer()
+            else:
+                hold_wake = await self._hold_for_history(body, state, now)
+                if hold_wake is not None:
+                    wakes.append(hold_wake)
+        ttl = (body.get("spec") or {}).get("ttlSecondsAfterFinished")
+        if ttl is not None and deletion_requested_at(body) is None:
+            ended = state.finished_at if state.finished_at is not None else now
+            due = ended + float(ttl)
+            if now < due:
+                wakes.append(due)
+            elif not self._ttl_deleted:
+                # The history finalizer, if on, holds the object until archived.
+                with contextlib.suppress(NotFound):
+                    await self.runtime.client.delete(
+                        run_path(self.ref), resource=RUNS, propagation="Background"
+                    )
+                self._ttl_deleted = True
+                if not self.holding:
+                    self.mailbox.deleted = True
+        return min(wakes) if wakes else None
+
+    async def _hold_for_history(
+        self, body: Mapping[str, Any], state: RunState, now: float
+    ) -> float | None:
+        """Keep or release the finalizer of a finished run; sets ``holding``."""
+        history = self.runtime.history
+        assert history is not None
+        archived = history.archived(self.ref)
+        if not archived:
+            if history.pending(self.ref) == 0:
+                # Nothing queued for it: a new operator process (the run finished
+                # while the previous one could not write), or the mirror forgot it.
+                self._recover_history(body, state)
+            if self._archive_waiter is None or self._archive_waiter.done():
+                self._archive_waiter = asyncio.create_task(
+                    self._wake_when_archived(), name=f"szal-archived-{self.ref.name}"
+                )
+        settings = self.runtime.settings
+        hold = decide(
+            archived=archived,
+            finished_at=state.finished_at,
+            deletion_at=deletion_requested_at(body),
+            warned=warned(body),
+            timeout=settings.history_finalizer_timeout,
+            now=now,
+        )
+        deleting = deletion_requested_at(body) is not None
+        if hold.warn:
+            reason = history.last_error() or "the history database did not answer"
+            message = (
+                f"history not archived {settings.history_finalizer_timeout:.0f}s after the run"
+                f" finished: {reason}"
+            )
+            logger.warning("run %s/%s: %s", *self._names(), message)
+            await self._set_history_condition(body, "False", REASON_UNAVAILABLE, message, now)
+            self.runtime.events.note(self.ref, Note(EVENT_NOT_ARCHIVED, message, now))
+        if hold.recovered and not deleting:
+            await self._set_history_condition(
+                body, "True", REASON_ARCHIVED, "history archived", now
+            )
+        if not hold.release:
+            self.holding = True
+            return hold.wake_at
+        if hold.timed_out:
+            message = (
+                f"deleting without archived history: the database stayed away"
+                f" {settings.history_finalizer_timeout:.0f}s after the deletion was requested"
+                f" ({history.last_error() or 'no answer'}); the operator keeps the rows queued"
+            )
+            logger.warning("run %s/%s: %s", *self._names(), message)
+            self.runtime.events.note(self.ref, Note(EVENT_RELEASED, message, now))
+        await self.remove_finalizer()
+        return None
+
+    def _recover_history(self, body: Mapping[str, Any], state: RunState) -> None:
+        assert self.runtime.history is not None
+        try:
+            workflow, definition = recover_pinned((body.get("status") or {}).get("pinnedSpec"))
+        except Exception as error:  # a damaged pin: archive the run row anyway
+            logger.warning("run %s/%s: pinned spec unreadable: %s", *self._names(), error)
+            workflow, definition = None, {}
+        logger.info("run %s/%s: archiving its history again from its status", *self._names())
+        self.runtime.history.recover(self.ref, body, workflow, definition, state)
+
+    def _names(self) -> tuple[str, str]:
+        return self.ref.namespace, self.ref.name
+
+    async def _wake_when_archived(self) -> None:
+        assert self.runtime.history is not None
+        if await self.runtime.history.wait_archived(self.ref, _FOREVER):
+            self.mailbox.wake.set()
+
+    async def _set_history_condition(
+        self, body: Mapping[str, Any], status: str, reason: str, message: str, now: float
+    ) -> None:
+        conditions = conditions_with(body, status, reason, message, now)
+        answer = await patch_run_status(
+            self.runtime.client, self.mailbox, {"conditions": conditions}
+        )
+        if answer:
+            self.mailbox.post_run(answer, significant=False)
+
+    async def add_finalizer(self) -> None:
+        await self._patch_finalizers(add_patch, has_finalizer)
+
+    async def remove_finalizer(self) -> None:
+        await self._patch_finalizers(remove_patch, lambda b: not has_finalizer(b))
+
+    async def _patch_finalizers(
+        self,
+        build: Callable[[Mapping[str, Any]], list[dict[str, Any]]],
+        done: Callable[[Mapping[str, Any]], bool],
+    ) -> None:
+        """One JSON patch of ``metadata.finalizers``; re-read and retry if it raced."""
+        body: Mapping[str, Any] = self.mailbox.body
+        for _ in range(3):
+            if done(body):
+                return
+            try:
+                answer = await self.runtime.client.json_patch(
+                    run_path(self.ref), build(body), resource=RUNS
+                )
+            except (Invalid, Conflict):
+                body = await self.runtime.client.get(run_path(self.ref))
+                self.mailbox.post_run(dict(body), significant=False)
+                continue
+            if answer:
+                self.mailbox.post_run(answer, significant=False)
+            return
+        raise Conflict(409, "Conflict", "the run's finalizers kept changing")

@@ -13,12 +13,17 @@ Served by aiohttp on ``--metrics-port`` (off by default):
 
 The values are read at scrape time from the live objects (a custom
 collector), so the hot path only bumps plain counters.
+
+The port is bound before kopf starts (:func:`listen`), so a taken port ends
+the operator at once with a message naming the flag, instead of leaving a
+process that looks alive and serves nothing (issue 12).
 """
 
 from __future__ import annotations
 
 import asyncio
 import resource
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -77,22 +82,45 @@ class OperatorCollector(Collector):
         )
 
 
+class PortUnavailable(OSError):
+    """A port the operator must listen on cannot be bound (taken, or not allowed)."""
+
+
+def listen(host: str, port: int, flag: str) -> socket.socket:
+    """A listening socket on ``host:port``, or :class:`PortUnavailable` naming ``flag``."""
+    try:
+        return socket.create_server((host, port), backlog=128)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise PortUnavailable(f"{flag} {port}: cannot listen on {host}:{port}: {reason}") from error
+
+
+def check_free(host: str, port: int, flag: str) -> None:
+    """Fail now, naming ``flag``, if ``host:port`` cannot be listened on (bound later)."""
+    listen(host, port, flag).close()
+
+
 class MetricsServer:
     """``/metrics``, ``/healthz``, ``/readyz`` on ``host:port``."""
 
     def __init__(
         self,
-        collector: Collector,
+        collector: Collector | None,
         ready: asyncio.Event,
         host: str,
         port: int,
         *,
         leader: Callable[[], bool] = lambda: True,
+        sock: socket.socket | None = None,
     ) -> None:
         self.leader = leader
+        self.sock = sock
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(collector)
+        if collector is not None:
+            self.registry.register(collector)
         self.ready = ready
+        self.waiting_for: str | None = None
+        """What the operator waits for before it can start (the /readyz body meanwhile)."""
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
@@ -108,7 +136,7 @@ class MetricsServer:
     async def _readyz(self, _: web.Request) -> web.Response:
         if self.ready.is_set():
             return web.Response(text="leader" if self.leader() else "standby")
-        return web.Response(status=503, text="starting")
+        return web.Response(status=503, text=self.waiting_for or "starting")
 
     async def start(self) -> None:
         app = web.Application()
@@ -117,7 +145,10 @@ class MetricsServer:
         app.router.add_get("/readyz", self._readyz)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        if self.sock is not None:
+            await web.SockSite(self._runner, self.sock).start()
+        else:
+            await web.TCPSite(self._runner, self.host, self.port).start()
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -12,13 +12,14 @@ finalizer. The handlers:
   per pod. kopf fills indexes completely before any handler runs, so a
   restarted operator sees every existing pod before it plans anything.
 * ``on.event`` for those Pods: posts the pod's new view to its run's
-  :class:`~szal.runners.kubernetes.reconciler.Mailbox` (and wakes it).
+  :class:`~szal.runners.kubernetes.runtime.Mailbox` (and wakes it).
 * ``on.event`` for WorkflowRuns: starts the run's reconciler task on first
   sight, posts newer bodies, and ends the task when the run is deleted.
 * ``on.event`` for Workflows: keeps ``status.stepCount`` (the STEPS
   printer column) current - one status write per Workflow generation.
 * Admission handlers from :mod:`szal.runners.kubernetes.admission`, when a
-  webhook port is given.
+  webhook port or Service is given (served as
+  :mod:`szal.runners.kubernetes.webhooks` sets up).
 
 **Why not ``@kopf.daemon`` per run** (the KOPF-NOTES blueprint): kopf
 hard-codes ``requires_finalizer=True`` for daemons and timers
@@ -53,9 +54,12 @@ releases the Lease so a standby takes over within one retry period.
 listens on 0.0.0.0 and kopf does not manage any configuration; the
 certificate is either the operator's own (``--webhook-secret``,
 :mod:`szal.runners.kubernetes.certifying`, made ready before kopf starts
-serving) or cert-manager's mounted files (``--webhook-cert-dir``).
+serving) or cert-manager's mounted files (``--webhook-cert-dir``); see
+:mod:`szal.runners.kubernetes.webhooks`.
 
-Settings: ``posting.enabled = False`` (kopf's log-to-Event posting: our
+kopf's settings (:func:`~szal.runners.kubernetes.settings.kopf_settings`,
+beside :class:`~szal.runners.kubernetes.settings.OperatorSettings`):
+``posting.enabled = False`` (kopf's log-to-Event posting: our
 own Events are posted explicitly), ``peering.standalone = True`` (kopf's
 own peering would pause replicas; the Lease decides who reconciles),
 ``scanning.disabled = True``
@@ -69,120 +73,47 @@ import asyncio
 import contextlib
 import logging
 import os
-import tempfile
+import socket
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import kopf
+from prometheus_client.registry import Collector
 
-from szal.runners.kubernetes.certifying import CertificateManager, CertificateSettings
+from szal.runners.kubernetes.certifying import CertificateManager
 from szal.runners.kubernetes.client import (
     ApiClient,
     ApiError,
     Credentials,
+    cluster_path,
     group_path,
     load_credentials,
 )
+from szal.runners.kubernetes.discovering import wait_for_crds
 from szal.runners.kubernetes.electing import (
     ElectionSettings,
     KubernetesLeaseStore,
     LeaderElector,
 )
-from szal.runners.kubernetes.events import EventPoster, EventSettings
-from szal.runners.kubernetes.metrics import MetricsServer, OperatorCollector
+from szal.runners.kubernetes.events import EventPoster
+from szal.runners.kubernetes.metrics import MetricsServer, OperatorCollector, check_free, listen
 from szal.runners.kubernetes.observing import LABEL_RUN, PodView, pod_view
 from szal.runners.kubernetes.pods import label_value
-from szal.runners.kubernetes.reconciler import (
-    HistorySink,
-    Mailbox,
-    ReconcilerSettings,
-    RunReconciler,
-    Runtime,
-)
+from szal.runners.kubernetes.reconciler import RunReconciler
+from szal.runners.kubernetes.runtime import HistorySink, Mailbox, Runtime, TransitionObserver
+from szal.runners.kubernetes.settings import OperatorSettings, connection_info, kopf_settings
+from szal.runners.kubernetes.workflows import update_workflow_status
+
+if TYPE_CHECKING:
+    from szal.runners.kubernetes.scheduling import ScheduleController
 from szal.spec import API_VERSION, GROUP, VERSION
 
 logger = logging.getLogger(__name__)
 
 RunKey = tuple[str, str]
 POD_INDEX = "step_pods"
-
-
-@dataclass(frozen=True)
-class OperatorSettings:
-    """How ``szal operator`` runs (each field is a command-line flag)."""
-
-    namespaces: tuple[str, ...] = ()
-    """Namespaces to serve; empty with ``clusterwide`` False means the kubeconfig's."""
-    clusterwide: bool = False
-    """Serve every namespace (needs cluster-wide RBAC)."""
-    kubeconfig: Path | None = None
-    """Kubeconfig file; default $KUBECONFIG, then in-cluster, then ~/.kube/config."""
-    context: str | None = None
-    """Kubeconfig context; default its current-context."""
-    history_dsn: str | None = None
-    """Postgres DSN to mirror run history to; none: no mirror."""
-    webhook_port: int | None = None
-    """Serve admission webhooks on this port (HTTPS); none: no admission checks."""
-    webhook_host: str = "127.0.0.1"
-    """Address the API server reaches the webhooks at (and the cert's SAN)."""
-    webhook_cert_dir: Path | None = None
-    """Development: where the self-signed certificate is kept (made when missing or
-    stale). With ``webhook_service``: cert-manager's mounted tls.crt/tls.key, served
-    as they are (reloaded when they change)."""
-    webhook_service: str | None = None
-    """In-cluster mode: the webhook Service's name (certificate SANs); listen on
-    0.0.0.0 and manage no webhook configuration. None: development mode."""
-    webhook_namespace: str | None = None
-    """Namespace of the Service and the Secret; default $POD_NAMESPACE, else the
-    credentials' namespace."""
-    webhook_secret: str | None = None
-    """In-cluster, self-managed: the Secret holding the CA and serving certificate."""
-    webhook_configuration: str | None = None
-    """In-cluster, self-managed: the ValidatingWebhookConfiguration whose caBundle
-    is patched at start and after rotation."""
-    webhook_extra_sans: tuple[str, ...] = ()
-    """In-cluster, self-managed: more names/addresses for the serving certificate."""
-    webhook_cert_check_interval: float = 3600.0
-    """Seconds between checks of the webhook Secret (rotation)."""
-    leader_election: ElectionSettings | None = None
-    """Elect a leader on a Lease (only it reconciles); None: always reconcile.
-    An empty namespace means $POD_NAMESPACE, else the first served one."""
-    metrics_port: int | None = None
-    """Serve /metrics, /healthz and /readyz on this port; none: off."""
-    metrics_host: str = "0.0.0.0"
-    """Address of the metrics server."""
-    events: EventSettings = field(default_factory=EventSettings)
-    reconciler: ReconcilerSettings = field(default_factory=ReconcilerSettings)
-
-
-def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
-    """kopf's settings for this operator (see the module docstring)."""
-    ks = kopf.OperatorSettings()
-    ks.posting.enabled = False
-    ks.peering.standalone = True
-    ks.scanning.disabled = True
-    ks.watching.label_selectors["v1", "pods"] = LABEL_RUN
-    # Watches must notice a dead connection well before a run's deadline.
-    ks.watching.server_timeout = 300
-    ks.watching.client_timeout = 330
-    return ks
-
-
-def connection_info(creds: Credentials) -> kopf.ConnectionInfo:
-    """The same server and identity for kopf's watches as for our writes."""
-    return kopf.ConnectionInfo(
-        server=creds.server,
-        ca_data=creds.ca_data.encode() if creds.ca_data else None,
-        insecure=creds.insecure or None,
-        token=creds.read_token(),
-        scheme="Bearer" if creds.token or creds.token_path else None,
-        certificate_data=creds.certificate_data.encode() if creds.certificate_data else None,
-        private_key_data=creds.private_key_data.encode() if creds.private_key_data else None,
-        default_namespace=creds.default_namespace,
-    )
 
 
 class Operator:
@@ -194,13 +125,19 @@ class Operator:
         *,
         credentials: Credentials | None = None,
         history: HistorySink | None = None,
+        observer: TransitionObserver | None = None,
+        collectors: Sequence[Collector] = (),
     ) -> None:
         self.settings = settings or OperatorSettings()
+        self.observer = observer
+        self.collectors = tuple(collectors)  # more metrics for /metrics
         self.credentials = credentials or load_credentials(
             self.settings.kubeconfig, self.settings.context
         )
         self.history = history
         self.client = ApiClient(self.credentials)  # its session opens on first use
+        self._kopf_login: Credentials | None = None  # what kopf was last handed
+        self.schedules: ScheduleController | None = None
         self.mailboxes: dict[RunKey, Mailbox] = {}
         self.registry = kopf.OperatorRegistry()
         self.kopf_settings = kopf_settings(self.settings)
@@ -208,6 +145,7 @@ class Operator:
         self.runtime: Runtime | None = None
         self._pod_index: Any = None
         self._metrics: MetricsServer | None = None
+        self._metrics_socket: socket.socket | None = None
         self.certificates: CertificateManager | None = None
         self.elector: LeaderElector | None = None
         self._election_task: asyncio.Task[None] | None = None
@@ -233,10 +171,42 @@ class Operator:
         stop_flag: Any = None,
         ready_flag: Any = None,
     ) -> None:
-        """Run until ``stop_flag`` is set (or SIGINT/SIGTERM in the main thread)."""
-        if self.certificates is not None:
-            # Before kopf serves: its webhook server reads the files once it starts.
-            await self.certificates.ensure()
+        """Run until ``stop_flag`` is set (or SIGINT/SIGTERM in the main thread).
+
+        Raises :class:`~szal.runners.kubernetes.metrics.PortUnavailable` before
+        anything starts when the metrics or webhook port cannot be listened on.
+        """
+        if self.settings.metrics_port is not None:
+            self._metrics_socket = listen(
+                self.settings.metrics_host, self.settings.metrics_port, "--metrics-port"
+            )
+        if self.settings.webhook_port is not None and self.settings.webhook_service is None:
+            check_free(self.settings.webhook_host, self.settings.webhook_port, "--webhook-port")
+        if self.settings.metrics_port is not None:
+            # Up before the wait for the CRDs, so /readyz can say what it waits for.
+            self._metrics = MetricsServer(
+                None,
+                self.ready,
+                self.settings.metrics_host,
+                self.settings.metrics_port,
+                leader=lambda: self.leading,
+                sock=self._metrics_socket,
+            )
+            await self._metrics.start()
+        try:
+            if not await wait_for_crds(
+                self.client, self._metrics, stop_flag, self.settings.crd_poll_interval
+            ):
+                return
+            if self.certificates is not None:
+                # Before kopf serves: its webhook server reads the files once it starts.
+                await self.certificates.ensure()
+            await self._run_kopf(stop_flag, ready_flag)
+        finally:
+            if self._metrics is not None:
+                await self._metrics.stop()
+
+    async def _run_kopf(self, stop_flag: Any, ready_flag: Any) -> None:
         await kopf.operator(
             registry=self.registry,
             settings=self.kopf_settings,
@@ -253,8 +223,14 @@ class Operator:
         reg = self.registry
 
         @kopf.on.login(id="login", registry=reg)
-        def login(**_: Any) -> kopf.ConnectionInfo:
-            return connection_info(self.credentials)
+        async def login(**_: Any) -> kopf.ConnectionInfo:
+            # kopf asks again after a 401 or the expiry: renew (an exec plugin
+            # runs once even when our client saw the same 401).
+            creds = self.client.credentials
+            if self._kopf_login is not None or creds.expired():
+                creds = await self.client.renew_credentials(self._kopf_login or creds)
+            self._kopf_login = creds
+            return connection_info(creds)
 
         @kopf.on.startup(id="startup", registry=reg)
         async def startup(**_: Any) -> None:
@@ -296,74 +272,16 @@ class Operator:
                 await self._on_workflow(event.get("object") or {})
 
         if self.settings.webhook_port is not None or self.settings.webhook_service is not None:
-            self._configure_webhooks()
+            from szal.runners.kubernetes.webhooks import configure_webhooks
 
-    def _configure_webhooks(self) -> None:
-        from szal.runners.kubernetes import admission, tls
-
-        admission.register_admission(
-            self.registry, fetch_workflow=admission.fetcher_from_client(self.client)
-        )
-        settings = self.settings
-        if settings.webhook_service is not None:
-            self._configure_in_cluster_webhooks(settings.webhook_service)
-            return
-        assert settings.webhook_port is not None
-        cert_dir = settings.webhook_cert_dir or Path(tempfile.gettempdir(), "szal-webhook-certs")
-        cert = tls.ensure_self_signed(cert_dir, hosts=(settings.webhook_host,))
-        admission.configure_admission(
-            self.kopf_settings,
-            certfile=str(cert.certfile),
-            pkeyfile=str(cert.pkeyfile),
-            port=settings.webhook_port,
-            addr=settings.webhook_host,
-        )
-
-    def _configure_in_cluster_webhooks(self, service: str) -> None:
-        from szal.runners.kubernetes import admission, tls
-
-        settings = self.settings
-        port = settings.webhook_port or admission.DEFAULT_PORT
-        namespace = (
-            settings.webhook_namespace
-            or os.environ.get("POD_NAMESPACE")
-            or self.credentials.default_namespace
-            or "default"
-        )
-        if settings.webhook_cert_dir is not None:
-            # cert-manager: serve the mounted files; kopf re-reads them when they change.
-            files = tls.WebhookCertificate(
-                settings.webhook_cert_dir / tls.TLS_CRT, settings.webhook_cert_dir / tls.TLS_KEY
+            self.certificates = configure_webhooks(
+                self.settings, self.registry, self.kopf_settings, self.client, self.credentials
             )
-        elif settings.webhook_secret is not None:
-            self.certificates = CertificateManager(
-                self.client,
-                CertificateSettings(
-                    service=service,
-                    namespace=namespace,
-                    secret=settings.webhook_secret,
-                    configuration=settings.webhook_configuration,
-                    directory=Path(tempfile.mkdtemp(prefix="szal-webhook-")),
-                    check_interval=settings.webhook_cert_check_interval,
-                    extra_hosts=settings.webhook_extra_sans,
-                ),
-            )
-            files = self.certificates.files
-        else:
-            raise ValueError(
-                "--webhook-service needs --webhook-secret (self-managed certificates)"
-                " or --webhook-cert-dir (cert-manager)"
-            )
-        admission.configure_admission(
-            self.kopf_settings,
-            certfile=str(files.certfile),
-            pkeyfile=str(files.pkeyfile),
-            port=port,
-            addr="0.0.0.0",
-            host=f"{service}.{namespace}.svc",
-            managed=None,
-            file_check_interval=10.0,
-        )
+        if self.settings.schedules:
+            from szal.runners.kubernetes.scheduling import ScheduleController
+
+            self.schedules = ScheduleController(self.client, leading=lambda: self.leading)
+            self.schedules.register(reg)
 
     # --- life cycle ---------------------------------------------------------
 
@@ -377,6 +295,7 @@ class Operator:
             pods_of=self._pods_of,
             settings=self.settings.reconciler,
             history=self.history,
+            observer=self.observer,
         )
         if self.settings.metrics_port is not None:
             collector = OperatorCollector(
@@ -388,14 +307,10 @@ class Operator:
                     1 for m in self.mailboxes.values() if m.task and not m.task.done()
                 ),
             )
-            self._metrics = MetricsServer(
-                collector,
-                self.ready,
-                self.settings.metrics_host,
-                self.settings.metrics_port,
-                leader=lambda: self.leading,
-            )
-            await self._metrics.start()
+            assert self._metrics is not None  # started by run()
+            self._metrics.registry.register(collector)
+            for extra in self.collectors:
+                self._metrics.registry.register(extra)
         if self.certificates is not None:
             self.certificates.start()
         if self.settings.leader_election is not None:
@@ -408,6 +323,8 @@ class Operator:
         )
 
     async def _cleanup(self) -> None:
+        if self.schedules is not None:
+            await self.schedules.stop()
         if self._election_task is not None:
             self._election_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -561,40 +478,13 @@ class Operator:
 
     async def _on_workflow(self, body: dict[str, Any]) -> None:
         """Keep ``status.stepCount`` (the STEPS column) and observedGeneration current."""
-        from szal.spec import Step
-        from szal.spec.crd import count_steps
-
-        meta = body.get("metadata") or {}
-        status = body.get("status") or {}
-        if (
-            self.runtime is None
-            or not self.leading
-            or status.get("observedGeneration") == meta.get("generation")
-        ):
-            return
-        try:
-            steps = [Step.model_validate(s) for s in (body.get("spec") or {}).get("steps") or []]
-        except ValueError:
-            return  # admission refuses these; nothing to count
-        patch = {
-            "status": {
-                "stepCount": count_steps(steps),
-                "observedGeneration": meta.get("generation"),
-            }
-        }
-        path = (
-            group_path(API_VERSION, str(meta.get("namespace")), "workflows", str(meta.get("name")))
-            + "/status"
-        )
-        try:
-            await self.runtime.client.merge_patch(path, patch, resource="workflows/status")
-        except ApiError as error:
-            logger.warning("cannot update status of Workflow %s: %s", meta.get("name"), error)
+        if self.runtime is not None and self.leading:
+            await update_workflow_status(self.runtime.client, body)
 
 
 def _collection(namespace: str | None, plural: str) -> str:
     if namespace is None:
-        return f"/apis/{API_VERSION}/{plural}"
+        return cluster_path(API_VERSION, plural)
     return group_path(API_VERSION, namespace, plural)
 
 

@@ -47,7 +47,7 @@ from typing import Final
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEFAULT_HOSTS: Final = ("127.0.0.1", "localhost")
@@ -133,13 +133,15 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _builder(
+def certificate_builder(
     subject: x509.Name,
     issuer: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
     now: dt.datetime,
     days: int,
 ) -> x509.CertificateBuilder:
+    """A certificate for ``key``'s public half, valid ``days`` from ``now``, to add
+    extensions to and sign (the e2e cluster's e2e/cluster/pki.py uses it too)."""
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -152,6 +154,27 @@ def _builder(
     )
 
 
+_KEY_USAGES: Final = (
+    "digital_signature",
+    "content_commitment",
+    "key_encipherment",
+    "data_encipherment",
+    "key_agreement",
+    "key_cert_sign",
+    "crl_sign",
+    "encipher_only",
+    "decipher_only",
+)
+
+
+def key_usage(**allowed: bool) -> x509.KeyUsage:
+    """A KeyUsage extension allowing only the usages named (``key_cert_sign=True``)."""
+    unknown = set(allowed) - set(_KEY_USAGES)
+    if unknown:
+        raise ValueError(f"unknown key usages: {sorted(unknown)}")
+    return x509.KeyUsage(**{name: allowed.get(name, False) for name in _KEY_USAGES})
+
+
 def make_ca(
     now: dt.datetime, *, days: int = CA_DAYS, common_name: str = "szal-webhook-ca"
 ) -> KeyPair:
@@ -159,21 +182,10 @@ def make_ca(
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name(common_name)
     cert = (
-        _builder(name, name, key, now, days)
+        certificate_builder(name, name, key, now, days)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
+            key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True), critical=True
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
@@ -198,7 +210,7 @@ def make_serving(
         raise CertificateError("the webhook CA key is not an EC key")
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
-        _builder(_name(common_name or hosts[0]), ca_cert.subject, key, now, days)
+        certificate_builder(_name(common_name or hosts[0]), ca_cert.subject, key, now, days)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(_general_names(hosts)), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
@@ -219,7 +231,7 @@ def make_self_signed(
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name(common_name)
     cert = (
-        _builder(name, name, key, now, days)
+        certificate_builder(name, name, key, now, days)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(x509.SubjectAlternativeName(_general_names(hosts)), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
