@@ -4,7 +4,7 @@ PYTHON  ?= python3
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed-stamp
 
-.PHONY: demo test install lint image cluster-build cluster-up cluster-down postgres-up postgres-down crds argocd bench clean
+.PHONY: demo test install lint image cluster-build cluster-up cluster-down postgres-up postgres-down crds argocd bench bench-versus clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,11 @@ postgres-down:
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.engine
+
+# Szál against Argo Workflows and the bare-pod floor on the test cluster
+# (docs/benchmarks.md); VERSUS_ARGS=--quick for a small run.
+bench-versus: $(STAMP)
+	$(BIN)/python -m bench.versus $(VERSUS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

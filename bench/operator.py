@@ -51,6 +51,8 @@ from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import aiohttp  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -63,6 +65,47 @@ from szal.runners.kubernetes.client import (  # noqa: E402
     load_credentials,
 )
 from szal.spec import API_VERSION  # noqa: E402
+
+
+async def watch_events(
+    client: ApiClient, path: str, on_event: Callable[[str, dict[str, Any], float], None]
+) -> None:
+    """Watch ``path`` forever; call ``on_event(type, object, monotonic time
+    of arrival)`` for every ADDED and MODIFIED (bench.versus uses it too).
+
+    A dropped connection (the API server under load) is re-watched from the
+    last resourceVersion seen; an ERROR event (410 Gone: events were lost)
+    raises, so a benchmark fails instead of waiting for what it missed.
+    """
+    session = client._ensure_session()
+    rv = ""
+    while True:
+        params = {"watch": "1", "allowWatchBookmarks": "true"}
+        if rv:
+            params["resourceVersion"] = rv
+        try:
+            async with session.get(
+                client.credentials.server + path,
+                params=params,
+                headers=client._headers(None),
+                timeout=None,
+            ) as response:
+                if response.status >= 500 or response.status == 429:
+                    await asyncio.sleep(0.5)  # the API server is busy: retry
+                    continue
+                if response.status != 200:
+                    raise RuntimeError(f"watch {path}: {response.status} {await response.text()}")
+                async for line in response.content:
+                    seen = time.monotonic()
+                    event = json.loads(line)
+                    obj = event["object"]
+                    if event["type"] == "ERROR":
+                        raise RuntimeError(f"watch {path}: {obj.get('message', obj)}")
+                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
+                    if event["type"] in ("ADDED", "MODIFIED"):
+                        on_event(event["type"], obj, seen)
+        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, ConnectionError):
+            await asyncio.sleep(0.2)
 
 
 @dataclass
@@ -81,25 +124,7 @@ class Watcher:
     async def _watch(
         self, path: str, on_event: Callable[[str, dict[str, Any], float], None]
     ) -> None:
-        session = self.client._ensure_session()
-        rv = ""
-        while True:
-            params = {"watch": "1", "allowWatchBookmarks": "true"}
-            if rv:
-                params["resourceVersion"] = rv
-            async with session.get(
-                self.client.credentials.server + path,
-                params=params,
-                headers=self.client._headers(None),
-                timeout=None,
-            ) as response:
-                async for line in response.content:
-                    seen = time.monotonic()
-                    event = json.loads(line)
-                    obj = event["object"]
-                    rv = obj.get("metadata", {}).get("resourceVersion", rv)
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        on_event(event["type"], obj, seen)
+        await watch_events(self.client, path, on_event)
 
     def _pod(self, kind: str, pod: dict[str, Any], seen: float) -> None:
         meta = pod["metadata"]
