@@ -7,6 +7,7 @@
 #    kwok nodes (e2e/cluster/). Set SZAL_E2E_KUBECONFIG to use another cluster
 #    (kind, for example) instead; then nothing is built or started.
 # 3. The operator image, dist/szal-image.tar (image/build.sh, skipped when up to date),
+#    Argo Workflows' controller for e2e/test_versus.py (bench/argo/build.sh, cached),
 #    and the web UI tests' headless browser (scripts/browser.sh: Debian's chromium).
 # 4. Lint (ruff, mypy strict, import-linter), then pytest over tests/ and e2e/.
 # Whatever this script started is stopped on exit, pass or fail. Nothing is
@@ -40,6 +41,14 @@ log "building (or reusing) the Argo CD health-check harness"
 t0=$(date +%s)
 bash deploy/argocd/harness/build.sh >/dev/null
 log "Argo CD harness ready in $(( $(date +%s) - t0 ))s"
+
+# e2e/test_versus.py runs Argo Workflows' controller (the comparison
+# benchmark): built here from its Go module, outside any test's timeout
+# (about 6 minutes cold on 2 cores; a warm cache costs nothing).
+log "building (or reusing) Argo Workflows' workflow-controller"
+t0=$(date +%s)
+bash bench/argo/build.sh >/dev/null
+log "Argo Workflows controller ready in $(( $(date +%s) - t0 ))s"
 
 # The web UI tests drive Debian's chromium through chromium-driver (apt-get when missing).
 log "checking (or installing) the headless browser"
