@@ -76,6 +76,23 @@ async def test_the_wait_ends_when_the_crds_appear_and_readyz_says_why_meanwhile(
         await metrics.stop()
 
 
+async def test_readyz_names_the_api_server_before_its_first_answer() -> None:
+    metrics = MetricsServer(None, asyncio.Event(), "127.0.0.1", 0)
+    answered = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        await answered.wait()
+        return web.json_response({"resources": [{"name": "workflows"}, {"name": "workflowruns"}]})
+
+    async with serving(slow) as url, ApiClient(Credentials(url), retry=ONCE) as client:
+        waiting = asyncio.create_task(wait_for_crds(client, metrics, None, 0.01))
+        await asyncio.sleep(0.2)
+        assert metrics.waiting_for == "waiting for the API server (checking for the CRDs)"
+        answered.set()
+        assert await asyncio.wait_for(waiting, timeout=10) is True
+        assert metrics.waiting_for is None
+
+
 async def test_a_stop_flag_ends_the_wait() -> None:
     fake = Discovery([None])
     stop = asyncio.Event()

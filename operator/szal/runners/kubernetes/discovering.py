@@ -42,6 +42,10 @@ async def wait_for_crds(
 ) -> bool:
     """Wait until every CRD is served; False if ``stop_flag`` was set meanwhile."""
     said = False
+    if metrics is not None:
+        # The first answer can take the client's whole retry budget when the
+        # API server is away: /readyz says so meanwhile, not just "starting".
+        metrics.waiting_for = "waiting for the API server (checking for the CRDs)"
     while True:
         try:
             missing = await missing_resources(client)
