@@ -81,20 +81,21 @@ class Cluster:
 
     async def not_found(self, what: str) -> ClusterError:
         """The right message for a 404: the object is missing, or the CRDs are."""
-        from szal.runners.kubernetes.client import ApiError, NotFound
+        from szal.runners.kubernetes.client import ApiError
+        from szal.runners.kubernetes.discovering import served_resources
 
+        missing = ClusterError(f"no {what} in namespace {self.namespace}")
         try:
-            group = await self.client.get(f"/apis/{GROUP_VERSION}")
-        except NotFound:
+            plurals = await served_resources(self.client)
+        except ApiError:
+            return missing  # the group is unknown: say what was asked for
+        if plurals is None:
             return ClusterError(
                 f"the szal.dev CRDs are not installed in this cluster; {INSTALL_HINT}"
             )
-        except ApiError:
-            group = {}
-        plurals = {str(r.get("name")) for r in group.get("resources") or []}
-        if group and what.split()[0] == "run" and RUNS not in plurals:
+        if what.split()[0] == "run" and RUNS not in plurals:
             return ClusterError(f"the WorkflowRun CRD is not installed; {INSTALL_HINT}")
-        return ClusterError(f"no {what} in namespace {self.namespace}")
+        return missing
 
     async def get_run(self, name: str) -> JsonDict:
         from szal.runners.kubernetes.client import NotFound

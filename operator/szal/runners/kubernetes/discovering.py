@@ -26,14 +26,22 @@ logger = logging.getLogger(__name__)
 RESOURCES = ("workflows", "workflowruns")
 
 
-async def missing_resources(client: ApiClient) -> list[str]:
-    """The CRDs (``<plural>.szal.dev``) the API server does not serve yet; [] when all are there."""
+async def served_resources(client: ApiClient) -> set[str] | None:
+    """The plurals the API server serves in ``szal.dev/v1alpha1``; None when the group is absent.
+
+    Also how the cluster CLI tells "no such run" from "no CRDs"
+    (:mod:`szal.cli.cluster_api`).
+    """
     try:
         document = await client.get(api_group_path(API_VERSION))
     except NotFound:
-        served: set[str] = set()
-    else:
-        served = {str(r.get("name")) for r in document.get("resources") or []}
+        return None
+    return {str(r.get("name")) for r in document.get("resources") or []}
+
+
+async def missing_resources(client: ApiClient) -> list[str]:
+    """The CRDs (``<plural>.szal.dev``) the API server does not serve yet; [] when all are there."""
+    served = await served_resources(client) or set()
     return [f"{plural}.{GROUP}" for plural in RESOURCES if plural not in served]
 
 
