@@ -48,6 +48,7 @@ from enum import Enum
 from typing import Any
 
 from szal.engine.actions import AttemptRef, Launch, Observation, Plan, Stop
+from szal.engine.compiled import CompiledWorkflow
 from szal.engine.environment import step_environment
 from szal.engine.state import RunState
 from szal.engine.workflow import ResolvedWorkflow
@@ -175,7 +176,7 @@ class PlanApplier:
 
     # --- applying -------------------------------------------------------------
 
-    async def apply(self, plan: Plan, workflow: ResolvedWorkflow, state: RunState) -> None:
+    async def apply(self, plan: Plan, workflow: CompiledWorkflow, state: RunState) -> None:
         """Create what ``plan`` launches (and retry earlier refusals), delete what it stops."""
         launches = [a for a in plan.actions if isinstance(a, Launch)]
         stops = [a for a in plan.actions if isinstance(a, Stop)]
@@ -199,7 +200,7 @@ class PlanApplier:
         return "jobs" if self.launcher_of(ref.step) == "Job" else "pods"
 
     def _manifest(
-        self, launch: Launch, workflow: ResolvedWorkflow, state: RunState
+        self, launch: Launch, workflow: CompiledWorkflow, state: RunState
     ) -> tuple[str, str, dict[str, Any]]:
         """(resource plural, object name, manifest) for an attempt."""
         ref = launch.ref
@@ -230,7 +231,7 @@ class PlanApplier:
             state.steps[ref.step].pod_name = name
         return plural, name, manifest
 
-    async def _launch(self, launch: Launch, workflow: ResolvedWorkflow, state: RunState) -> None:
+    async def _launch(self, launch: Launch, workflow: CompiledWorkflow, state: RunState) -> None:
         plural, name, manifest = self._manifest(launch, workflow, state)
         try:
             await self.client.create(

@@ -264,7 +264,7 @@ class RunReconciler:
                     cancel=cancel,
                 ),
             )
-        await self.applier.apply(plan, self.workflow, self.state)
+        await self.applier.apply(plan, self.planner.compiled, self.state)
         changed = set(plan.changed_steps)
         for name in changed:
             # A succeeded step's pod is found by its labels; dropping the name
