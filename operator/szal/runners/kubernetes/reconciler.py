@@ -129,6 +129,10 @@ class RunReconciler:
         self._seen: dict[AttemptRef, str] = {}  # attempts whose pod we saw: pod name
         self._suspects: set[AttemptRef] = set()  # running at restore: gone if no pod
         self._first_restore = True
+        self._unwritten: set[str] = set()  # changed step records not written yet
+        self._pending_since: float | None = None  # the oldest unwritten change
+        self._written_phase: str | None = None
+        self._object_bytes = 0  # the run object's size, from the latest answer
         self.applier = PlanApplier(runtime.client, runtime.settings, runtime.clock, self.ref)
         self.lifecycle = RunLifecycle(runtime, mailbox, self.ref)
 
@@ -187,6 +191,8 @@ class RunReconciler:
         self.planner = None
         self._fed.clear()
         self._suspects.clear()
+        self._unwritten.clear()
+        self._pending_since = None
         self.applier.forget_observations()
         if refetch:
             body = await self.runtime.client.get(run_path(self.ref))
@@ -272,8 +278,16 @@ class RunReconciler:
             record = self.state.steps[name]
             if record.phase is StepPhase.SUCCEEDED:
                 record.pod_name = None
-        if changed or plan.run_changed or generation_changed or self._write_pin:
-            await self._write_status(changed)
+        self._unwritten |= changed
+        dirty = changed or plan.run_changed or generation_changed or self._write_pin
+        if dirty and self._pending_since is None:
+            self._pending_since = now
+        write_at = await self._write_when_due(now)
+        wake_at: float | None
+        if write_at is not None:
+            wake_at = write_at if plan.wake_at is None else min(plan.wake_at, write_at)
+        else:
+            wake_at = plan.wake_at
         if plan.transitions:
             self.runtime.events.emit(self.ref, plan.transitions)
             if self.runtime.observer is not None:
@@ -282,7 +296,6 @@ class RunReconciler:
                 self.runtime.history.record(
                     self.ref, body, self.workflow, self._definition, self.state, plan.transitions
                 )
-        wake_at = plan.wake_at
         if self.applier.retrying:
             retry_at = now + self.runtime.settings.quota_retry_delay
             wake_at = retry_at if wake_at is None else min(wake_at, retry_at)
@@ -450,6 +463,26 @@ class RunReconciler:
 
     # --- status -------------------------------------------------------------
 
+    async def _write_when_due(self, now: float) -> float | None:
+        """Write the unwritten changes if the budget allows; else when to try again.
+
+        See :mod:`szal.runners.kubernetes.coalescing`: small run objects,
+        terminal phases, phase changes and the first write go at once.
+        """
+        assert self.state is not None
+        if self._pending_since is None:
+            return None
+        budget = self.runtime.write_budget
+        assert budget is not None
+        phase = self.state.phase.value
+        urgent = self._write_pin or self.state.phase.is_terminal or phase != self._written_phase
+        due = budget.due(self._object_bytes, self._pending_since, now, urgent=urgent)
+        if due > now:
+            return due
+        await self._write_status(self._unwritten)
+        budget.spend(self._object_bytes, now)
+        return None
+
     async def _write_status(self, changed: set[str]) -> None:
         assert self.state is not None
         patch = status_merge_patch(self.state, changed)
@@ -457,7 +490,11 @@ class RunReconciler:
             patch["pinnedSpec"] = self._pinned_text
             patch["steps"] = {n: s.to_status() for n, s in self.state.steps.items()}
         answer = await patch_run_status(self.runtime.client, self.mailbox, patch)
+        self._object_bytes = self.runtime.client.last_answer_bytes
         self._write_pin = False
+        self._unwritten = set()
+        self._pending_since = None
+        self._written_phase = self.state.phase.value
         if answer:
             self.mailbox.post_run(answer, significant=False)
 
