@@ -11,6 +11,8 @@ server) and a real API server (bench/scale.py).
 
 from __future__ import annotations
 
+import itertools
+
 from szal.runners.kubernetes.coalescing import CoalescingSettings, WriteBudget
 
 KIB = 1024
@@ -46,7 +48,7 @@ def test_big_objects_stay_under_the_budget() -> None:
         clock.now += 0.05
     assert len(written) * BIG / 60 <= 128 * KIB * 1.05  # within one write of the budget
     assert len(written) >= 29  # and the budget is used: about one write per 2 s
-    gaps = [b - a for a, b in zip(written, written[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(written)]
     assert min(gaps) >= 2.0 - 1e-9
 
 

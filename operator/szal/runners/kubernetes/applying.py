@@ -131,8 +131,12 @@ class PlanApplier:
         settings: ReconcilerSettings,
         clock: Callable[[], float],
         ref: RunRef,
+        *,
+        on_write_error: Callable[[ApiError, str], None] | None = None,
     ) -> None:
         self.client = client
+        self.on_write_error = on_write_error
+        """Told every transient create error (the cluster's health, health.py)."""
         self.settings = settings
         self.clock = clock
         self.ref = ref
@@ -247,6 +251,8 @@ class PlanApplier:
                 self._launch_failed(launch, f"cannot create {plural[:-1]} {name}: {error}")
                 return
             self._retries[launch.ref] = launch
+            if refusal is CreateRefusal.TRANSIENT and self.on_write_error is not None:
+                self.on_write_error(error, f"creating {plural[:-1]} {name}")
             if refusal is CreateRefusal.QUOTA:
                 self._observations.append(
                     Observation(launch.ref, "Pending", self.clock(), message=error.message)

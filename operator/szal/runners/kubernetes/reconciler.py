@@ -66,8 +66,9 @@ from szal.engine.workflow import ResolvedWorkflow
 from szal.runners.kubernetes import finalizing
 from szal.runners.kubernetes.applying import PlanApplier
 from szal.runners.kubernetes.client import ApiError, Conflict, NotFound
-from szal.runners.kubernetes.events import RunRef
+from szal.runners.kubernetes.events import Note, RunRef
 from szal.runners.kubernetes.finalizing import RunLifecycle
+from szal.runners.kubernetes.health import API_WRITE_FAILING, advice, classify_write_error
 from szal.runners.kubernetes.observing import observe, vanished
 from szal.runners.kubernetes.pinning import Refusal, RunRefused, pin_run
 from szal.runners.kubernetes.runtime import Mailbox, Runtime, patch_run_status, run_path
@@ -133,7 +134,13 @@ class RunReconciler:
         self._pending_since: float | None = None  # the oldest unwritten change
         self._written_phase: str | None = None
         self._object_bytes = 0  # the run object's size, from the latest answer
-        self.applier = PlanApplier(runtime.client, runtime.settings, runtime.clock, self.ref)
+        self.applier = PlanApplier(
+            runtime.client,
+            runtime.settings,
+            runtime.clock,
+            self.ref,
+            on_write_error=self._write_failed,
+        )
         self.lifecycle = RunLifecycle(runtime, mailbox, self.ref)
 
     # --- the loop -----------------------------------------------------------
@@ -143,6 +150,7 @@ class RunReconciler:
         try:
             await self._loop()
         finally:
+            self.runtime.health.forget(self.ref.uid)
             await self.lifecycle.close()
 
     async def _loop(self) -> None:
@@ -168,13 +176,17 @@ class RunReconciler:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception(
-                    "reconciling %s/%s failed; retrying in %.1fs",
-                    self.ref.namespace,
-                    self.ref.name,
-                    delay,
-                )
+            except Exception as error:
+                if classify_write_error(error) is not None:
+                    # The cluster is unwell: counted, logged once a minute per kind.
+                    self._write_failed(error, f"reconciling (retrying in {delay:.1f}s)")
+                else:
+                    logger.exception(
+                        "reconciling %s/%s failed; retrying in %.1fs",
+                        self.ref.namespace,
+                        self.ref.name,
+                        delay,
+                    )
                 wake_at = self.runtime.clock() + delay
                 delay = min(delay * 2, self.runtime.settings.max_retry_delay)
                 await self._reset(refetch=False)
@@ -183,6 +195,16 @@ class RunReconciler:
             timeout = None if wake_at is None else max(0.0, wake_at - self.runtime.clock())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.mailbox.wake.wait(), timeout)
+
+    def _write_failed(self, error: BaseException, what: str) -> None:
+        """A write failed for a cluster-wide reason: count, log (rarely), warn on the run."""
+        health = self.runtime.health
+        kind = health.failed(error, f"run {self.ref.namespace}/{self.ref.name}: {what}")
+        if kind is not None and health.should_note(self.ref.uid, kind):
+            message = f"{what}: {advice(kind)}: {error}"
+            self.runtime.events.note(
+                self.ref, Note(API_WRITE_FAILING, message, self.runtime.clock())
+            )
 
     async def _reset(self, refetch: bool = True) -> None:
         """Forget everything in memory; the next pass restores from status + pods."""

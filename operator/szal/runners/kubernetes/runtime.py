@@ -23,6 +23,7 @@ from szal.engine.workflow import ResolvedWorkflow
 from szal.runners.kubernetes.client import ApiClient, JsonDict, group_path
 from szal.runners.kubernetes.coalescing import CoalescingSettings, WriteBudget
 from szal.runners.kubernetes.events import EventPoster, RunRef
+from szal.runners.kubernetes.health import ApiHealth
 from szal.runners.kubernetes.observing import PodView
 from szal.spec import API_VERSION
 
@@ -111,6 +112,8 @@ class Runtime:
     clock: Callable[[], float] = time.time
     passes: int = 0
     """Reconcile passes done, all runs (for metrics)."""
+    health: ApiHealth = field(default_factory=ApiHealth)
+    """Failing writes by kind: counted, logged at most once a minute per kind."""
     write_budget: WriteBudget | None = None
     """The status-write budget all runs share; made from ``settings`` when None."""
 
