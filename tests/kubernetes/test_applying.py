@@ -2,7 +2,7 @@
 
 Covers: the paths a Pod and a Job are created and deleted at; what each
 create error becomes for the attempt (AlreadyExists: done; a quota: a
-Pending observation and a retry on the next apply; a transient error: a
+Pending observation and a retry on the next apply; a transient error (told to the health hook): a
 silent retry; RBAC or validation: a Failed observation naming the object;
 NotFound: raised, the run is gone); a started pod is stopped in place
 (deadline lowered, kept), an unstarted pod and a Job are deleted, a gone one
@@ -204,3 +204,15 @@ def test_every_api_path_is_built_by_the_client_helpers() -> None:
         if literal.search(line)
     ]
     assert offenders == []
+
+
+async def test_a_transient_create_error_is_told_to_the_health_hook(api: Fixture) -> None:
+    fake, applier, wf, state = api
+    told: list[tuple[int, str]] = []
+    applier.on_write_error = lambda error, what: told.append((error.status, what))
+    fake.fail("POST", PODS, 500, "InternalError", "etcdserver: mvcc: database space exceeded")
+    fake.fail("POST", PODS, 422, "Invalid", "bad")
+    await applier.apply(Plan(actions=(launch(wf, "a"),)), compile_workflow(wf), state)
+    assert told == [(500, f"creating pod {attempt_name('r', 'a', 1)}")]
+    await applier.apply(Plan(), compile_workflow(wf), state)  # the retry: a 422, not the hook's
+    assert len(told) == 1
