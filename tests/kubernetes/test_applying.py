@@ -2,8 +2,8 @@
 
 Covers: the paths a Pod and a Job are created and deleted at; what each
 create error becomes for the attempt (AlreadyExists: done; a quota: a
-Pending observation and a retry on the next apply; a transient error (told to the health hook): a
-silent retry; RBAC or validation: a Failed observation naming the object;
+Pending observation and a retry on the next apply; a transient error: a
+retry, told to the health hook; RBAC or validation: a Failed observation naming the object;
 NotFound: raised, the run is gone); a started pod is stopped in place
 (deadline lowered, kept), an unstarted pod and a Job are deleted, a gone one
 is done, and a stopped attempt is known as stopped by us; per-step launchers (a
