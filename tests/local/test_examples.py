@@ -31,6 +31,7 @@ def test_every_example_is_tested() -> None:
         "hierarchical",
         "gpu-step",
         "workflowrun",
+        "versioned",
     }
     assert {p.stem for p in EXAMPLES.glob("*.yaml")} == tested
 
@@ -69,6 +70,14 @@ def test_sequential_pipeline(szal_inline: Szal, db: Path) -> None:
     assert order == ["fetch", "build", "test", "publish"]
     logs = szal_inline("show", "--db", db, "seq", "--logs", "publish")
     assert logs.out == "publishing version 1.2.3 for greeting hello\n"
+
+
+def test_versioned(szal_inline: Szal, db: Path) -> None:
+    result = szal_inline("run", "--db", db, "--json", "--name", "v5", EXAMPLES / "versioned.yaml")
+    assert result.code == 0 and result.status["phase"] == "Succeeded"
+    assert result.status["workflow"]["version"] == 5
+    assert "v5" in szal_inline("history", "--db", db, "--version", "5").out
+    assert "v5" not in szal_inline("history", "--db", db, "--version", "4").out
 
 
 def test_retries_backoff(szal_inline: Szal, db: Path) -> None:

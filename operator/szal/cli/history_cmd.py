@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="history store: a SQLite path or a postgres:// URL (default: as szal run)",
     )
     parser.add_argument("--workflow", metavar="NAME", help="only runs of this workflow")
+    parser.add_argument(
+        "--version",
+        type=int,
+        metavar="N",
+        help="only runs of this spec.version (the author's version the run pinned)",
+    )
     parser.add_argument("--phase", metavar="PHASE", help="only runs in this phase (e.g. Failed)")
     parser.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (20)")
     parser.add_argument("--json", action="store_true", help="print the runs as JSON")
@@ -57,6 +63,9 @@ def handle(args: argparse.Namespace) -> int:
     if args.limit < 1:
         print(f"szal: --limit {args.limit}: must be at least 1", file=sys.stderr)
         return EXIT_INVALID
+    if args.version is not None and args.version < 1:
+        print(f"szal: --version {args.version}: must be at least 1", file=sys.stderr)
+        return EXIT_INVALID
     phases = [phase.value for phase in RunPhase]
     if args.phase is not None and args.phase not in phases:
         print(f"szal: --phase {args.phase}: expected one of {', '.join(phases)}", file=sys.stderr)
@@ -74,7 +83,9 @@ async def _history(args: argparse.Namespace) -> int:
         return code
     try:
         page = await store.list_runs(
-            RunQuery(workflow=args.workflow, phase=args.phase, limit=args.limit)
+            RunQuery(
+                workflow=args.workflow, version=args.version, phase=args.phase, limit=args.limit
+            )
         )
     finally:
         await store.close()
@@ -86,7 +97,7 @@ async def _history(args: argparse.Namespace) -> int:
         print("no runs yet", file=sys.stderr)
         return EXIT_OK
     now = time.time()
-    rows = [["NAME", "UID", "WORKFLOW", "PHASE", "PROGRESS", "DURATION", "AGE"]]
+    rows = [["NAME", "UID", "WORKFLOW", "VERSION", "PHASE", "PROGRESS", "DURATION", "AGE"]]
     for run in page.runs:
         if run.started_at is None:
             took = ""
@@ -98,6 +109,7 @@ async def _history(args: argparse.Namespace) -> int:
                 run.name,
                 run.uid[:8],
                 run.workflow,
+                str(run.workflow_version),
                 shown_phase(run.phase, run.interrupted),
                 run.progress or "",
                 took,

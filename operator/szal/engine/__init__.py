@@ -28,7 +28,8 @@ from szal.engine.admitting import Admitted, Definition, Refused, admit, admit_de
 from szal.engine.compiled import CompiledWorkflow, compile_workflow, new_run_state
 from szal.engine.environment import param_variable, run_context, step_environment
 from szal.engine.migrations import (
-    CURRENT_VERSION,
+    API_VERSIONS,
+    CURRENT_FORMAT,
     MigrationError,
     MigrationRegistry,
     default_registry,
@@ -72,8 +73,9 @@ from szal.engine.workflow import (
 )
 
 __all__ = [
+    "API_VERSIONS",
     "CONDITION_NOT_MET",
-    "CURRENT_VERSION",
+    "CURRENT_FORMAT",
     "DEPENDENCY_FAILED",
     "PARENT_STEP_FAILED",
     "PRIOR_STEP_FAILED",
