@@ -128,6 +128,8 @@ class Readiness:
         if session.state.phase is RunPhase.PENDING:
             return
         for g, group in enumerate(compiled.members):
+            if g == compiled.finally_group and session.state.main_outcome is None:
+                continue  # the finally steps start after the main ones
             owner = compiled.group_owner[g]
             if owner >= 0 and recs[owner].phase is not _SUCCEEDED:
                 continue
@@ -176,7 +178,7 @@ class Readiness:
             self._session._terminal(i, now)
 
     def _skip_everything_pending(self, now: float, message: str) -> None:
-        for i, rec in enumerate(self._recs):
+        for i, rec in enumerate(self._recs[: self._session.compiled.main_n]):
             if rec.phase is _PENDING:
                 self.skip(i, now, message)
 
@@ -303,7 +305,7 @@ class Readiness:
         decided[i] = True
         if self._recs[i].phase is not _PENDING:
             return
-        if self.stopping:
+        if self.stopping and i < self._session.compiled.main_n:
             self.skip(i, now, self._session._fail_fast_message())
             return
         compiled = self._session.compiled
@@ -340,4 +342,5 @@ class Readiness:
                 "attempts": rec.attempts,
                 "outputs": rec.outputs if rec.outputs is not None else {},
             }
-        return {"params": compiled.params, "steps": steps, "run": session._run_ctx}
+        run = session.finally_context() if i >= compiled.main_n else session._run_ctx
+        return {"params": compiled.params, "steps": steps, "run": run}
