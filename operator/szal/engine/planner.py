@@ -202,10 +202,15 @@ class PlanSession:
         orders: list[int] = []
         failures: list[tuple[int, int]] = []
         self._finally_failures: list[int] = []
+        # Finally steps may end before the stage began: a stale restart adopts
+        # their attempts from observations. The main steps' end is counted apart.
+        self._finally_finished = 0
         for i, rec in enumerate(recs):
             phase = rec.phase
             if phase in _STEP_DONE:
                 finished += 1
+                if i >= main_n:
+                    self._finally_finished += 1
                 if rec.finish_order is not None:
                     orders.append(rec.finish_order)
                 if (phase is _FAILED or phase is _TIMED_OUT) and i >= main_n:
@@ -306,7 +311,7 @@ class PlanSession:
         if phase is _R_RUNNING:
             if attempts.retry_heap or self._readiness.queue:
                 self._launch(now)
-            if state.finished_count == self._main_n:
+            if state.finished_count - self._finally_finished == self._main_n:
                 self._finish_run(now)
                 phase = state.phase
         if phase is _R_ROLLING_BACK and state.main_outcome is None:
@@ -427,7 +432,9 @@ class PlanSession:
             self._run_change(_R_RUNNING, now, "RunResumed", "")
         state.message = f"{outcome.message}; running finally steps" if outcome.message else None
         self._run_changed = True
-        self._readiness.activate(self.compiled.finally_group, now)
+        # Counted from the state: a stale restart may have adopted finally attempts already.
+        self._readiness.resume_group(self.compiled.finally_group)
+        self._readiness.decide_deferred(now)
 
     def _finish_finally(self, now: float) -> None:
         """Every finally step is terminal: end the run as the main steps did, unless one failed."""
@@ -496,6 +503,8 @@ class PlanSession:
         state = self.state
         rec.finished_at = at
         state.finished_count += 1
+        if i >= self._main_n:
+            self._finally_finished += 1
         phase = rec.phase
         if phase is _SUCCEEDED or phase is _FAILED or phase is _TIMED_OUT:
             rec.finish_order = state.next_finish_order
@@ -545,6 +554,8 @@ class PlanSession:
             self._step_change(i, _CANCELLED, now, message)
             rec.finished_at = now
             state.finished_count += 1
+            if i >= self._main_n:
+                self._finally_finished += 1
         self._readiness.queue.clear()
 
     def _failure_message(self) -> str:
