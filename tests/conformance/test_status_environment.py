@@ -22,7 +22,6 @@ import pytest
 from tests.conformance.support import FAIL, HANG, T0, Outcome, doc, resolved, run, simulator, step
 
 from szal.engine import (
-    CURRENT_VERSION,
     Launch,
     MigrationError,
     MigrationRegistry,
@@ -253,43 +252,50 @@ def test_params_are_never_spliced_into_command_text(field: dict[str, Any]) -> No
 
 
 def test_migrations_register_only_n_to_n_plus_one() -> None:
-    registry = MigrationRegistry(current_version=3)
+    registry = MigrationRegistry(current_format=3)
     with pytest.raises(MigrationError):
         registry.register(1, 3)
     registry.register(1)(lambda spec: {**spec, "renamed": True})
     with pytest.raises(MigrationError):
         registry.register(1)  # twice
     with pytest.raises(MigrationError):
-        registry.register(3)  # beyond the current version
+        registry.register(3)  # beyond the current revision
+
+
+FORMATS = {1: "szal.dev/v1", 2: "szal.dev/v2", 3: "szal.dev/v3"}
 
 
 def test_migrations_run_in_order_and_current_is_a_no_op() -> None:
-    registry = MigrationRegistry(current_version=3)
+    registry = MigrationRegistry(current_format=3, api_versions=FORMATS)
     registry.register(1)(lambda spec: {**spec, "trail": [*spec.get("trail", []), 1]})
     registry.register(2)(lambda spec: {**spec, "trail": [*spec.get("trail", []), 2]})
-    out = registry.upgrade({"kind": "Workflow", "spec": {"version": 1, "steps": []}})
-    assert out["spec"]["trail"] == [1, 2] and out["spec"]["version"] == 3
+    source = {"apiVersion": "szal.dev/v1", "kind": "Workflow", "spec": {"version": 4}}
+    out = registry.upgrade(source)
+    assert out["spec"]["trail"] == [1, 2] and out["apiVersion"] == "szal.dev/v3"
+    assert out["spec"]["version"] == 4  # the author's version is never touched
     current = {"version": 3, "steps": []}
     assert registry.upgrade(current) == current
-    assert registry.upgrade({"steps": []}, target=1) == {"steps": []}  # default version 1
+    assert registry.upgrade({"steps": []}, source_format=1, target=1) == {"steps": []}
 
 
-def test_migration_errors_name_the_versions() -> None:
-    registry = MigrationRegistry(current_version=3)
+def test_migration_errors_name_the_revisions() -> None:
+    registry = MigrationRegistry(current_format=3, api_versions=FORMATS)
     registry.register(2)(lambda spec: spec)  # the hop from 1 is missing
     with pytest.raises(MigrationError) as missing:
-        registry.upgrade({"version": 1})
+        registry.upgrade({"version": 1}, source_format=1)
     assert "1" in str(missing.value)
     with pytest.raises(MigrationError) as newer:
-        registry.upgrade({"version": 7})
+        registry.upgrade({"version": 1}, source_format=7)
     assert "7" in str(newer.value) and "3" in str(newer.value)
 
 
-def test_default_registry_current_version_is_a_no_op() -> None:
-    document = doc([step("a")], version=CURRENT_VERSION)
+@pytest.mark.parametrize("version", [1, 5, 7, 2026])
+def test_any_author_version_is_valid_and_pinned(version: int) -> None:
+    document = doc([step("a")], version=version)
     assert upgrade(document) == document
-    with pytest.raises(MigrationError):
-        upgrade(doc([step("a")], version=CURRENT_VERSION + 1))
+    sim = simulator(document, {})
+    sim.plan()
+    assert sim.state.to_status()["workflow"]["version"] == version
 
 
 def test_a_run_pins_its_workflow() -> None:

@@ -93,7 +93,8 @@ class TestNames:
             (
                 "run.uid",
                 5,
-                "unknown field 'run.uid' at line 1, column 5: expected name or namespace",
+                "unknown field 'run.uid' at line 1, column 5: "
+                "expected name, namespace, phase or failedSteps",
             ),
             ("1 in [steps.a.phase, foo]", 22, "unknown name 'foo'"),
             ("steps.a.outputs[nope]", 17, "unknown name 'nope'"),

@@ -96,12 +96,19 @@ class Simulator:
         self.previous_status: dict[str, Any] | None = None
         self.suspend = False
         self.cancel = False
+        self.skip_finally = False
         self.calls = 0
 
     # -- one plan call ---------------------------------------------------
     def plan(self) -> Plan:
         observations, self.inbox = self.inbox, []
-        plan = self.session.plan(observations, self.now, suspend=self.suspend, cancel=self.cancel)
+        plan = self.session.plan(
+            observations,
+            self.now,
+            suspend=self.suspend,
+            cancel=self.cancel,
+            skip_finally=self.skip_finally,
+        )
         self.calls += 1
         self.plans.append(plan)
         self.transitions.extend(plan.transitions)

@@ -85,10 +85,19 @@ def test_params_must_be_a_mapping() -> None:
     assert found == ["params: must be a mapping of names to values, got a list"]
 
 
-def test_a_definition_newer_than_the_code_is_one_issue() -> None:
-    found = refused(admit(doc({"version": 99, "steps": [step("a", timeout="x")]})))
+def test_a_format_newer_than_the_code_is_one_issue() -> None:
+    document = doc({"steps": [step("a", timeout="x")]})
+    document["apiVersion"] = "szal.dev/v9"
+    found = refused(admit(document))
     assert len(found) == 1
-    assert found[0].startswith("spec.version: ") and "99" in found[0]
+    assert found[0].startswith("apiVersion: ") and "szal.dev/v9" in found[0]
+
+
+@pytest.mark.parametrize("version", [1, 5, 7, 2026])
+def test_any_author_version_is_admitted_and_pinned(version: int) -> None:
+    outcome = admit(doc({"version": version, "steps": [step("a")]}))
+    assert isinstance(outcome, Admitted), outcome
+    assert outcome.workflow.version == version
 
 
 def test_a_document_must_be_a_mapping() -> None:

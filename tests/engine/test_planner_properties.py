@@ -2,8 +2,10 @@
 
 Hypothesis draws a workflow (a random DAG, or Sequential / Parallel /
 Hierarchical shapes) with random retries, timeouts, triggers, conditions
-and compensations, a random outcome for every attempt (success, failure,
-hang), random suspend windows, an optional cancel, and random restart
+and compensations, and sometimes finally steps (a Dag of their own in Dag
+mode, conditions on ``run.phase`` and main steps), a random outcome for
+every attempt (success, failure, hang), random suspend windows, an optional
+cancel (sometimes skipping the finally steps), and random restart
 points (status saved -> RunState.from_status -> attached to the compiled
 workflow (a new session) -> every known
 observation again, sometimes from the status saved one call earlier). The
@@ -16,7 +18,9 @@ simulated executor carries it out in virtual time. Invariants:
 * compensations run one at a time, in reverse order of completion, for
   exactly the Succeeded steps that have one;
 * the run succeeded iff no step Failed or TimedOut (cancel aside);
-* re-planning from a saved status never launches an attempt twice.
+* re-planning from a saved status never launches an attempt twice;
+* a finally step starts only after every main step and every compensation
+  ended, and runs unless the cancel skipped the finally steps.
 
 And one equivalence: a session attached afresh to the saved status before
 every call decides exactly what one long-lived session decides (same
@@ -104,6 +108,37 @@ def workflows(draw: st.DrawFn) -> dict[str, Any]:
         "failFast": draw(st.booleans()),
         "rollbackOnFailure": draw(st.booleans()),
     }
+    finals: list[dict[str, Any]] = []
+    for i in range(draw(st.sampled_from([0, 0, 1, 2, 3]))):
+        f: dict[str, Any] = {"name": f"f{i}", "command": ["final", str(i)]}
+        if mode == "Dag" and i and draw(st.booleans()):
+            f["dependsOn"] = sorted(
+                set(
+                    draw(
+                        st.lists(
+                            st.sampled_from([g["name"] for g in finals]), min_size=1, max_size=2
+                        )
+                    )
+                )
+            )
+        if draw(st.integers(0, 3)) == 0:
+            f["retries"] = {"limit": draw(st.integers(0, 2)), "delay": "1s"}
+        if draw(st.integers(0, 2)) == 0:
+            f["timeout"] = "2s"
+        if draw(st.integers(0, 2)) == 0:
+            f["when"] = draw(
+                st.sampled_from(
+                    [
+                        "run.phase == 'Failed' || run.phase == 'RolledBack'",
+                        "run.phase != 'Cancelled'",
+                        f"'{names[0]}' in run.failedSteps",
+                        f"steps.{names[-1]}.phase == 'Succeeded'",
+                    ]
+                )
+            )
+        finals.append(f)
+    if finals:
+        spec["finally"] = finals
     if draw(st.booleans()):
         spec["maxParallel"] = draw(st.integers(1, 3))
     if has_deadline:
@@ -125,8 +160,9 @@ def _walk(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     spec = draw(workflows())
     outcomes = {}
-    for s in _walk(spec["steps"]):
-        can_hang = "timeout" in s or "timeout" in spec
+    for s in _walk(spec["steps"]) + spec.get("finally", []):
+        # spec.timeout does not bound finally steps: only their own timeout does.
+        can_hang = "timeout" in s or ("timeout" in spec and not s["name"].startswith("f"))
         kinds = ["Succeeded", "Succeeded", "Failed"] + (["Hang"] if can_hang else [])
         outcomes[s["name"]] = [
             Outcome(draw(st.sampled_from(kinds)), draw(st.sampled_from([0.5, 1.0, 3.0])))
@@ -141,6 +177,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "stale": draw(st.booleans()),
         "suspend": draw(st.sets(st.integers(0, 30), max_size=5)),
         "cancel_at": draw(st.one_of(st.none(), st.integers(1, 40))),
+        "skip_finally": draw(st.booleans()),
     }
 
 
@@ -172,6 +209,12 @@ def check_ready(sim: Simulator, plan: Plan) -> None:
         r for r in recs.values() if r.rollback and r.rollback.phase is StepPhase.RUNNING
     ]
     assert len(running_comps) <= 1
+    for action in plan.actions:
+        if isinstance(action, Launch) and wf.by_name[action.ref.step].final:
+            assert action.ref.attempt > 1 or all(
+                recs[s.name].phase.is_terminal for s in wf.steps if not s.final
+            )
+            assert all(r.rollback is None or r.rollback.phase.is_terminal for r in recs.values())
 
 
 def _subtree(wf: Any, name: str) -> list[str]:
@@ -205,6 +248,7 @@ def test_planner_invariants(scenario: dict[str, Any]) -> None:
             sim.restart(stale=scenario["stale"])
         sim.suspend = call in scenario["suspend"]
         sim.cancel = scenario["cancel_at"] is not None and call >= scenario["cancel_at"]
+        sim.skip_finally = sim.cancel and scenario["skip_finally"]
         plan = sim.plan()
         check_ready(sim, plan)
         if sim.state.phase.is_terminal:
@@ -248,11 +292,21 @@ def test_planner_invariants(scenario: dict[str, Any]) -> None:
         else:
             assert comps == expected
     elif state.phase is RunPhase.FAILED and wf.rollback_on_failure and state.reason is None:
-        assert not any(
-            r.phase is StepPhase.SUCCEEDED and wf.by_name[n].rollback is not None
-            for n, r in state.steps.items()
-        ) or "cancelled" in (state.message or "")
+        assert (
+            not any(
+                r.phase is StepPhase.SUCCEEDED and wf.by_name[n].rollback is not None
+                for n, r in state.steps.items()
+            )
+            or "cancelled" in (state.message or "")
+            or "finally step" in (state.message or "")
+        )
     assert len(set(sim.launched)) == len(sim.launched)
+    skipped = scenario["cancel_at"] is not None and scenario["skip_finally"]
+    for step in wf.steps:
+        rec = state.steps[step.name]
+        assert rec.final is step.final
+        if step.final and not skipped and state.started_at is not None:
+            assert rec.phase is not StepPhase.CANCELLED, (step.name, state.to_status())
 
 
 def same_decisions(a: Plan, b: Plan) -> bool:
@@ -289,6 +343,7 @@ def test_reattaching_the_saved_status_gives_the_same_decisions(scenario: dict[st
         for sim in (kept, fresh):
             sim.suspend = call in scenario["suspend"]
             sim.cancel = scenario["cancel_at"] is not None and call >= scenario["cancel_at"]
+            sim.skip_finally = sim.cancel and scenario["skip_finally"]
         plan = kept.plan()
         assert same_decisions(fresh.plan(), plan), f"call {call}"
         assert fresh.saved_status == kept.saved_status, f"call {call}"

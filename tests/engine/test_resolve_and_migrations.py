@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from szal.engine import (
-    CURRENT_VERSION,
+    API_VERSIONS,
+    CURRENT_FORMAT,
     MigrationError,
     MigrationRegistry,
     RetryPolicy,
@@ -204,9 +205,12 @@ def test_jitter_only_takes_off_and_is_bounded() -> None:
 
 # -- migrations ------------------------------------------------------------------
 
+#: Three made-up format revisions, named by apiVersion as the real ones are.
+FORMATS = {1: "szal.dev/v1", 2: "szal.dev/v2", 3: "szal.dev/v3"}
+
 
 def registry_to_3() -> MigrationRegistry:
-    registry = MigrationRegistry(current_version=3)
+    registry = MigrationRegistry(current_format=3, api_versions=FORMATS)
 
     @registry.register(1)
     def one_to_two(d: dict[str, Any]) -> dict[str, Any]:
@@ -221,44 +225,61 @@ def registry_to_3() -> MigrationRegistry:
     return registry
 
 
-def test_upgrade_hop_by_hop() -> None:
+def workflow_in(api_version: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": "Workflow", "spec": spec}
+
+
+def test_upgrade_hop_by_hop_keyed_by_api_version() -> None:
     registry = registry_to_3()
-    source = {"version": 1, "old": "x", "steps": []}
+    source = workflow_in("szal.dev/v1", version=1, old="x", steps=[])
     result = registry.upgrade(source)
-    assert result == {"version": 3, "renamed": "x", "steps": [], "hops": [3]}
-    assert source["version"] == 1  # the input is not changed
-    assert registry.upgrade({"version": 1, "old": 1}, target=2)["version"] == 2
+    assert result["apiVersion"] == "szal.dev/v3"
+    assert result["spec"] == {"version": 1, "renamed": "x", "steps": [], "hops": [3]}
+    assert source["spec"]["old"] == "x" and source["apiVersion"] == "szal.dev/v1"  # unchanged
+    assert registry.upgrade(source, target=2)["apiVersion"] == "szal.dev/v2"
 
 
-def test_upgrade_a_workflow_document() -> None:
+def test_the_author_version_never_selects_a_migration() -> None:
     registry = registry_to_3()
-    document = {"apiVersion": "szal.dev/v1alpha1", "kind": "Workflow", "spec": {"version": 2}}
-    assert registry.upgrade(document)["spec"] == {"version": 3, "hops": [3]}
+    # spec.version 1 in the newest format: nothing to do, whatever the number.
+    current = workflow_in("szal.dev/v3", version=1, old="x")
+    assert registry.upgrade(current) is current
+    # spec.version 7 in the oldest format: every hop runs and 7 stays the author's.
+    old = registry.upgrade(workflow_in("szal.dev/v1", version=7, old="x"))
+    assert old["spec"] == {"version": 7, "renamed": "x", "hops": [3]}
+
+
+def test_a_bare_spec_is_the_current_format_unless_told() -> None:
+    registry = registry_to_3()
+    spec = {"version": 5, "old": "x"}
+    assert registry.upgrade(spec) is spec
+    assert registry.upgrade(spec, source_format=2) == {"version": 5, "old": "x", "hops": [3]}
 
 
 def test_to_current_is_a_no_op() -> None:
-    registry = registry_to_3()
-    definition = {"version": 3, "x": 1}
-    assert registry.upgrade(definition) is definition
+    document = workflow_in("szal.dev/v1alpha1", version=2026, steps=[])
+    assert upgrade(document) is document
     assert upgrade({"steps": []}) == {"steps": []}
-    assert CURRENT_VERSION == 1
+    assert CURRENT_FORMAT == 1 and API_VERSIONS[CURRENT_FORMAT] == "szal.dev/v1alpha1"
 
 
-def test_newer_than_the_code_names_both_versions() -> None:
-    with pytest.raises(MigrationError, match=r"version 5 is newer .*\(3\)"):
-        registry_to_3().upgrade({"version": 5})
+def test_a_newer_format_names_both() -> None:
+    with pytest.raises(MigrationError, match=r"format revision 5 is newer .*\(3\)"):
+        registry_to_3().upgrade({"version": 1}, source_format=5)
+    with pytest.raises(MigrationError, match=r"'szal.dev/v9' is not a format .*szal.dev/v3"):
+        registry_to_3().upgrade(workflow_in("szal.dev/v9"))
 
 
-def test_missing_hop_names_the_version() -> None:
-    registry = MigrationRegistry(current_version=3)
+def test_missing_hop_names_the_revision() -> None:
+    registry = MigrationRegistry(current_format=3, api_versions=FORMATS)
     registry.register(1)(lambda d: d)
-    with pytest.raises(MigrationError, match="from definition version 2 to 3"):
-        registry.upgrade({"version": 1})
+    with pytest.raises(MigrationError, match="from format revision 2 to 3"):
+        registry.upgrade(workflow_in("szal.dev/v1"))
 
 
 def test_registration_refuses_anything_but_n_to_n_plus_one() -> None:
-    registry = MigrationRegistry(current_version=4)
-    with pytest.raises(MigrationError, match="one version at a time"):
+    registry = MigrationRegistry(current_format=4)
+    with pytest.raises(MigrationError, match="one format revision at a time"):
         registry.register(1, 3)
     registry.register(1)(lambda d: d)
     with pytest.raises(MigrationError, match="already registered"):
@@ -266,11 +287,12 @@ def test_registration_refuses_anything_but_n_to_n_plus_one() -> None:
     with pytest.raises(MigrationError, match="gap"):
         registry.register(3)
     with pytest.raises(MigrationError, match="beyond the current"):
-        MigrationRegistry(current_version=2).register(2)
+        MigrationRegistry(current_format=2).register(2)
     with pytest.raises(MigrationError):
         registry.register(0)
+    assert registry.revisions == [1]
 
 
 def test_downgrade_is_refused() -> None:
     with pytest.raises(MigrationError, match="downgrade"):
-        registry_to_3().upgrade({"version": 3}, target=2)
+        registry_to_3().upgrade(workflow_in("szal.dev/v3"), target=2)

@@ -21,11 +21,12 @@ from pydantic import BaseModel
 from tests.engine.simulator import T0, Outcome, Simulator, by_step, resolve
 
 from szal.engine.phases import RUN_TRANSITIONS, STEP_TRANSITIONS, RunPhase, StepPhase
-from szal.engine.state import PinnedWorkflow, RollbackState, RunState, StepState
+from szal.engine.state import MainOutcome, PinnedWorkflow, RollbackState, RunState, StepState
 from szal.spec.status import (
     TERMINAL_RUN_PHASES,
     TERMINAL_STEP_PHASES,
     Condition,
+    MainOutcomeStatus,
     PinnedWorkflowStatus,
     RollbackStatus,
     RunStatus,
@@ -52,6 +53,7 @@ STEP = StepState(
     pod_name="run-a-2",
     finish_order=1,
     rollback=ROLLBACK,
+    final=True,
 )
 RUN = RunState(
     phase=RunPhase.ROLLING_BACK,
@@ -63,6 +65,7 @@ RUN = RunState(
     condition_changed_at=T0 + 7,
     observed_generation=3,
     workflow=PinnedWorkflow("wf", 7, "abc123"),
+    main_outcome=MainOutcome(RunPhase.FAILED, "RunFailed", "step a failed", "Cancelled"),
     finished_count=1,  # b
     next_finish_order=2,
 )
@@ -77,6 +80,7 @@ def _keys(status: dict[str, Any]) -> dict[str, set[str]]:
         "RollbackStatus": set(step["rollback"]),
         "Condition": set(status["conditions"][0]),
         "PinnedWorkflowStatus": set(status["workflow"]),
+        "MainOutcomeStatus": set(status["mainOutcome"]),
     }
 
 
@@ -86,10 +90,11 @@ MODELS: dict[str, type[BaseModel]] = {
     "RollbackStatus": RollbackStatus,
     "Condition": Condition,
     "PinnedWorkflowStatus": PinnedWorkflowStatus,
+    "MainOutcomeStatus": MainOutcomeStatus,
 }
 
 
-@pytest.mark.parametrize("record", [ROLLBACK, STEP, RUN, RUN.workflow], ids=type)
+@pytest.mark.parametrize("record", [ROLLBACK, STEP, RUN, RUN.workflow, RUN.main_outcome], ids=type)
 def test_the_sample_sets_every_field_of_the_state(record: object) -> None:
     """Add a field to a state record: set it here, so the tests below see its key."""
     assert dataclasses.is_dataclass(record)

@@ -483,3 +483,66 @@ def test_spec_hash_is_canonical_and_short() -> None:
     assert spec_hash(a) != spec_hash(c)
     assert len(spec_hash(a)) == 16
     int(spec_hash(a), 16)
+
+
+# -- finally steps ------------------------------------------------------------------
+
+
+def test_finally_dependencies_stay_among_finally_steps() -> None:
+    spec = {
+        "mode": "Dag",
+        "steps": [step("a"), step("b", dependsOn=["f"])],
+        "finally": [step("f"), step("g", dependsOn=["a"]), step("h", dependsOn=["f"])],
+    }
+    found = issues(spec)
+    assert [(i.path, i.step, i.field) for i in found] == [
+        ("spec.steps[b].dependsOn", "b", "dependsOn"),
+        ("spec.finally[g].dependsOn", "g", "dependsOn"),
+    ]
+    assert "'f' is a finally step: a main step cannot depend on it" in found[0].message
+    assert "'a' is a main step: a finally step may depend only on finally steps" in (
+        found[1].message
+    )
+
+
+def test_finally_depends_on_needs_dag_mode() -> None:
+    found = texts({"steps": [step("a")], "finally": [step("f"), step("g", dependsOn=["f"])]})
+    assert found == [
+        "step 'g': dependsOn: dependsOn is allowed only in Dag mode "
+        "(finally steps run Parallel when the workflow runs Sequential)"
+    ]
+
+
+def test_finally_names_are_unique_across_main_and_finally() -> None:
+    found = texts({"steps": [step("a")], "finally": [step("a")]})
+    assert found == [
+        "step 'a': name: duplicate name 'a': step names must be unique in the whole "
+        "workflow (first at spec.steps[a])"
+    ]
+
+
+def test_finally_steps_do_not_nest() -> None:
+    spec = {"mode": "Hierarchical", "steps": [step("a")], "finally": [step("f", steps=[step("x")])]}
+    assert "step 'f': steps: a finally step cannot have nested steps" in texts(spec)
+
+
+def test_finally_when_reads_the_run_outcome_and_main_steps() -> None:
+    spec = {
+        "mode": "Parallel",
+        "steps": [step("a"), step("b", when="run.phase == 'Failed'")],
+        "finally": [
+            step("f", when="run.phase != 'Succeeded' && 'a' in run.failedSteps"),
+            step("g", when="steps.a.outputs.x == 1 && steps.b.phase == 'Failed'"),
+            step("h", when="steps.f.phase == 'Failed'"),
+        ],
+    }
+    found = texts(spec)
+    assert len(found) == 2
+    assert found[0] == ("step 'b': when: unknown run field 'phase' (only finally steps read it)")
+    assert found[1].startswith("step 'h': when: step 'f' is not certain to have finished")
+    dag = {
+        "mode": "Dag",
+        "steps": [step("a")],
+        "finally": [step("f"), step("h", dependsOn=["f"], when="steps.f.phase == 'Failed'")],
+    }
+    assert texts(dag) == []

@@ -225,6 +225,24 @@ async def test_list_runs_filters(store: ExecutionStore) -> None:
     assert await uids(RunQuery(until=2.0)) == ["a"]
 
 
+async def test_list_runs_filters_by_author_version(store: ExecutionStore) -> None:
+    for uid, version, created in [("v1", 1, 1.0), ("v5a", 5, 2.0), ("v7", 7, 3.0), ("v5b", 5, 4.0)]:
+        await store.upsert_run(run_record(uid, workflow_version=version, created_at=created))
+    await store.upsert_run(run_record("other", workflow="x", workflow_version=5, created_at=5.0))
+
+    async def uids(query: RunQuery) -> list[str]:
+        return [r.uid for r in (await store.list_runs(query)).runs]
+
+    assert await uids(RunQuery(version=5)) == ["other", "v5b", "v5a"]
+    assert await uids(RunQuery(workflow="wf", version=5)) == ["v5b", "v5a"]
+    assert await uids(RunQuery(version=2026)) == []
+    first = await store.list_runs(RunQuery(version=5, limit=2))
+    assert [r.uid for r in first.runs] == ["other", "v5b"] and first.next_cursor
+    rest = await store.list_runs(RunQuery(version=5, limit=2, after=first.next_cursor))
+    assert [r.uid for r in rest.runs] == ["v5a"]
+    assert (await store.list_runs(RunQuery(version=7))).runs[0].workflow_version == 7
+
+
 async def test_workflow_stats(store: ExecutionStore) -> None:
     durations = [1.0, 2.0, 3.0, 4.0]
     for i, took in enumerate(durations):

@@ -97,10 +97,14 @@ def test_every_problem_is_listed_with_step_and_field() -> None:
     assert any("'c'" in line and "missing" in line for line in lines)
 
 
-def test_a_definition_newer_than_the_code_is_refused() -> None:
-    newer = _workflow([{"name": "a", "script": "true"}], version=99)
+def test_a_format_newer_than_the_code_is_refused() -> None:
+    newer = {**_workflow([{"name": "a", "script": "true"}]), "apiVersion": "szal.dev/v2"}
     message = _refusal(lambda: check_workflow(newer))
-    assert "99" in message
+    assert "apiVersion" in message and "szal.dev/v2" in message
+
+
+def test_any_author_version_is_admitted() -> None:
+    check_workflow(_workflow([{"name": "a", "script": "true"}], version=2026))
 
 
 async def _fetch_nothing(namespace: str, name: str) -> Mapping[str, Any] | None:

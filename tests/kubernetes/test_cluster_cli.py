@@ -124,3 +124,19 @@ def test_watch_lines_print_each_change_once(capsys: pytest.CaptureFixture[str]) 
         "a  Running -> Failed: exit code 3",
         "run r1  Running -> Failed: step a failed",
     ]
+
+
+def test_cancel_skip_finally_patches_skip_finally_too() -> None:
+    from szal.cli import build_parser
+    from szal.cli.cluster_control_cmd import patch_for
+
+    plain = build_parser().parse_args(["cancel", "r1"])
+    assert patch_for("cancel", plain) == ({"spec": {"cancel": True}}, "cancelled")
+    skipping = build_parser().parse_args(["cancel", "r1", "r2", "--skip-finally"])
+    assert skipping.runs == ["r1", "r2"]
+    assert patch_for("cancel", skipping) == (
+        {"spec": {"cancel": True, "skipFinally": True}},
+        "cancelled",
+    )
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["suspend", "r1", "--skip-finally"])

@@ -10,6 +10,7 @@ handling are in test_signals.py and test_runner.py.
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import subprocess
@@ -230,10 +231,15 @@ def test_history_and_show(szal_inline: Szal, db: Path) -> None:
     history = szal_inline("history", "--db", db)
     assert history.code == 0
     lines = history.out.splitlines()
-    assert lines[0].split()[:4] == ["NAME", "UID", "WORKFLOW", "PHASE"]
+    assert lines[0].split()[:5] == ["NAME", "UID", "WORKFLOW", "VERSION", "PHASE"]
     assert lines[1].startswith("flaky-run") and lines[2].startswith("greet-1")
     only = szal_inline("history", "--db", db, "--workflow", "greet")
     assert "flaky-run" not in only.out and "greet-1" in only.out
+    as_json = szal_inline("history", "--db", db, "--version", "1", "--json")
+    assert {run["name"] for run in json.loads(as_json.out)} == {"flaky-run", "greet-1"}
+    assert json.loads(szal_inline("history", "--db", db, "--version", "2", "--json").out) == []
+    bad = szal_inline("history", "--db", db, "--version", "0")
+    assert bad.code == 2 and "--version 0" in bad.err
     show = szal_inline("show", "--db", db, "flaky-run")
     assert show.code == 0
     attempts = [line for line in show.out.splitlines() if line.startswith("flaky ")]

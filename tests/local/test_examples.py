@@ -31,6 +31,8 @@ def test_every_example_is_tested() -> None:
         "hierarchical",
         "gpu-step",
         "workflowrun",
+        "versioned",
+        "finally",
     }
     assert {p.stem for p in EXAMPLES.glob("*.yaml")} == tested
 
@@ -69,6 +71,37 @@ def test_sequential_pipeline(szal_inline: Szal, db: Path) -> None:
     assert order == ["fetch", "build", "test", "publish"]
     logs = szal_inline("show", "--db", db, "seq", "--logs", "publish")
     assert logs.out == "publishing version 1.2.3 for greeting hello\n"
+
+
+def test_versioned(szal_inline: Szal, db: Path) -> None:
+    result = szal_inline("run", "--db", db, "--json", "--name", "v5", EXAMPLES / "versioned.yaml")
+    assert result.code == 0 and result.status["phase"] == "Succeeded"
+    assert result.status["workflow"]["version"] == 5
+    assert "v5" in szal_inline("history", "--db", db, "--version", "5").out
+    assert "v5" not in szal_inline("history", "--db", db, "--version", "4").out
+
+
+def test_finally(szal_inline: Szal, db: Path) -> None:
+    result = szal_inline("run", "--db", db, "--json", "--name", "fin", EXAMPLES / "finally.yaml")
+    assert result.code == 1
+    assert result.status["phase"] == "Failed"
+    assert result.status["message"] == "step 'deploy' failed"
+    assert phases(result) == {
+        "build": "Succeeded",
+        "deploy": "Failed",
+        "notify-failure": "Succeeded",
+        "notify-success": "Skipped",
+        "cleanup": "Succeeded",
+    }
+    steps = result.status["steps"]
+    assert steps["notify-success"]["message"] == "condition not met"
+    assert all(steps[name]["finally"] for name in ("notify-failure", "notify-success", "cleanup"))
+    assert result.status["progress"] == "5/5"
+    logs = szal_inline("show", "--db", db, "fin", "--logs", "notify-failure")
+    assert logs.out == "failed: deploy\n"
+    ok = szal_inline("run", "--db", db, "--json", EXAMPLES / "finally.yaml", "-p", "fail=no")
+    assert ok.code == 0 and phases(ok)["notify-success"] == "Succeeded"
+    assert phases(ok)["notify-failure"] == "Skipped"
 
 
 def test_retries_backoff(szal_inline: Szal, db: Path) -> None:

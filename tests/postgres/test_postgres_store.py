@@ -343,6 +343,7 @@ async def test_keyset_pages_match_a_full_sort(pg_store: PostgresStore) -> None:
             workflow=rng.choice(["build", "deploy"]),
             namespace=rng.choice(["default", "prod"]),
             phase=rng.choice(["Succeeded", "Failed", "Running"]),
+            workflow_version=rng.choice([1, 5, 2026]),
         )
         for i in range(400)
     ]
@@ -352,6 +353,11 @@ async def test_keyset_pages_match_a_full_sort(pg_store: PostgresStore) -> None:
     for query, keep in [
         (RunQuery(), lambda r: True),
         (RunQuery(workflow="build"), lambda r: r.workflow == "build"),
+        (
+            RunQuery(workflow="build", version=5),
+            lambda r: r.workflow == "build" and r.workflow_version == 5,
+        ),
+        (RunQuery(version=2026), lambda r: r.workflow_version == 2026),
         (
             RunQuery(namespace="prod", phase="Failed"),
             lambda r: r.namespace == "prod" and r.phase == "Failed",
@@ -373,6 +379,7 @@ async def test_keyset_pages_match_a_full_sort(pg_store: PostgresStore) -> None:
             page = await pg_store.list_runs(
                 RunQuery(
                     workflow=query.workflow,
+                    version=query.version,
                     namespace=query.namespace,
                     phase=query.phase,
                     since=query.since,

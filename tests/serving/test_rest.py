@@ -37,6 +37,7 @@ async def seed_runs(api: Api) -> None:
                 namespace="team-a" if i % 2 else "team-b",
                 workflow="etl" if i < 4 else "train",
                 phase="Succeeded" if i % 3 == 0 else "Running",
+                workflow_version=5 if i in (1, 4) else 1,
             )
         )
 
@@ -57,6 +58,8 @@ async def test_list_filters(api: Api) -> None:
         "u0",
     ]
     assert uids(await get_json(api, "/api/v1/workflowruns?phase=Succeeded")) == ["u6", "u3", "u0"]
+    assert uids(await get_json(api, "/api/v1/workflowruns?version=5")) == ["u4", "u1"]
+    assert uids(await get_json(api, "/api/v1/workflowruns?workflow=etl&version=5")) == ["u1"]
     window = "/api/v1/workflowruns?since=1970-01-01T00:16:42Z&until=1005"
     assert uids(await get_json(api, window)) == ["u4", "u3", "u2"]
 
@@ -81,6 +84,8 @@ async def test_bad_parameters_are_named(api: Api) -> None:
     cases = {
         "limit=0": "limit",
         "limit=x": "limit",
+        "version=0": "version",
+        "version=five": "version",
         "phase=Done": "phase",
         "since=yesterday": "since",
         "cursor=nonsense": "cursor",

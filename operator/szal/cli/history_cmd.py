@@ -33,6 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-n", "--namespace", metavar="NAMESPACE", help="only runs of this namespace"
     )
+    parser.add_argument(
+        "--version",
+        type=int,
+        metavar="N",
+        help="only runs of this spec.version (the author's version the run pinned)",
+    )
     parser.add_argument("--phase", metavar="PHASE", help="only runs in this phase (e.g. Failed)")
     parser.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (20)")
     parser.add_argument("--json", action="store_true", help="print the runs as JSON")
@@ -65,6 +71,9 @@ def handle(args: argparse.Namespace) -> int:
     if args.limit < 1:
         print(f"szal: --limit {args.limit}: must be at least 1", file=sys.stderr)
         return EXIT_INVALID
+    if args.version is not None and args.version < 1:
+        print(f"szal: --version {args.version}: must be at least 1", file=sys.stderr)
+        return EXIT_INVALID
     phases = [phase.value for phase in RunPhase]
     if args.phase is not None and args.phase not in phases:
         print(f"szal: --phase {args.phase}: expected one of {', '.join(phases)}", file=sys.stderr)
@@ -85,6 +94,7 @@ async def _history(args: argparse.Namespace) -> int:
             RunQuery(
                 workflow=args.workflow,
                 namespace=args.namespace,
+                version=args.version,
                 phase=args.phase,
                 limit=args.limit,
             )
@@ -102,7 +112,7 @@ async def _history(args: argparse.Namespace) -> int:
     with_namespace = len({run.namespace for run in page.runs}) > 1 or (
         args.namespace is None and page.runs[0].namespace != LOCAL_NAMESPACE
     )
-    rows = [["NAME", "UID", "WORKFLOW", "PHASE", "PROGRESS", "DURATION", "AGE"]]
+    rows = [["NAME", "UID", "WORKFLOW", "VERSION", "PHASE", "PROGRESS", "DURATION", "AGE"]]
     if with_namespace:
         rows[0].insert(0, "NAMESPACE")
     for run in page.runs:
@@ -115,6 +125,7 @@ async def _history(args: argparse.Namespace) -> int:
             run.name,
             run.uid[:8],
             run.workflow,
+            str(run.workflow_version),
             shown_phase(run.phase, run.interrupted),
             run.progress or "",
             took,

@@ -8,7 +8,8 @@ live tree, or as one line per transition when output is not a terminal.
 Exit codes: 0 the run Succeeded; 1 it ended in another phase; 2 invalid
 input (nothing ran); 130 / 143 after SIGINT / SIGTERM: running steps get
 SIGTERM (SIGKILL after ``--grace-period``; a second signal kills at once),
-steps not started are Cancelled, the run ends Cancelled and is recorded so.
+steps not started are Cancelled, the finally steps (``spec.finally``) run
+unless a second signal came, the run ends Cancelled and is recorded so.
 """
 
 from __future__ import annotations

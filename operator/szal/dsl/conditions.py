@@ -9,7 +9,8 @@ The context it is evaluated against has the shape of DESIGN §4::
     {"params": {...},
      "steps": {"<name>": {"phase": str, "exitCode": int | None,
                           "attempts": int, "outputs": {...}}},
-     "run": {"name": str, "namespace": str}}
+     "run": {"name": str, "namespace": str,
+             "phase": str, "failedSteps": [str]}}   # the last two in finally steps
 
 Anything missing from it reads as null; evaluation never raises.
 """

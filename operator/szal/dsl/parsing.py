@@ -33,7 +33,8 @@ Decisions:
   ``steps`` or ``run``; ``params.<p>`` and ``steps.<s>.<field>`` need their
   names as constants (``.name`` or ``['name']``), because a reference the
   validator cannot see is a check it cannot make; a step's field is one of
-  phase, outputs, exitCode, attempts; ``run.<x>`` is name or namespace.
+  phase, outputs, exitCode, attempts; ``run.<x>`` is name, namespace, phase or failedSteps
+  (the last two only in finally steps: the validator checks that).
   What lies below ``outputs`` (or a param's value) is data and is not checked.
 * Strings take single or double quotes and the escapes ``\\n \\t \\r \\\\
   \\' \\" \\uXXXX`` plus JSON's ``\\b \\f \\/``, so a JSON string pastes as is;
@@ -74,7 +75,7 @@ CACHE_SIZE: Final = 1024
 """How many distinct condition texts :func:`compile_condition` keeps compiled."""
 
 STEP_FIELDS: Final = ("phase", "outputs", "exitCode", "attempts")
-RUN_FIELDS: Final = ("name", "namespace")
+RUN_FIELDS: Final = ("name", "namespace", "phase", "failedSteps")
 ROOTS: Final = ("params", "steps", "run")
 
 # The usual C escapes plus those of JSON (\b, \f, \/), so a JSON string pastes as is.
@@ -341,7 +342,9 @@ def _reference(variable: Variable) -> Reference:
     if root == "run":
         if name not in RUN_FIELDS:
             raise _Invalid(
-                f"unknown field 'run.{name}'", positions[1], "expected name or namespace"
+                f"unknown field 'run.{name}'",
+                positions[1],
+                "expected " + ", ".join(RUN_FIELDS[:-1]) + " or " + RUN_FIELDS[-1],
             )
         return Reference("run", name, None)
     expected_fields = "expected " + ", ".join(STEP_FIELDS[:-1]) + " or " + STEP_FIELDS[-1]

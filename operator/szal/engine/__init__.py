@@ -34,7 +34,8 @@ from szal.engine.environment import (
     step_environment,
 )
 from szal.engine.migrations import (
-    CURRENT_VERSION,
+    API_VERSIONS,
+    CURRENT_FORMAT,
     MigrationError,
     MigrationRegistry,
     default_registry,
@@ -78,9 +79,10 @@ from szal.engine.workflow import (
 )
 
 __all__ = [
+    "API_VERSIONS",
     "CONDITION_NOT_MET",
     "CONTEXT_ENV_LIMIT",
-    "CURRENT_VERSION",
+    "CURRENT_FORMAT",
     "DEPENDENCY_FAILED",
     "PARENT_STEP_FAILED",
     "PRIOR_STEP_FAILED",

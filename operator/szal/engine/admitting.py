@@ -33,8 +33,8 @@ Decisions:
 * When the definition has whole-workflow problems, the params are still
   checked against it, so one refusal lists both; when its shape is wrong,
   the declared params are not known and the params are not checked.
-* A migration failure (a definition newer than this Szál, a missing hop)
-  is one issue on ``spec.version`` and stops there: nothing else can be read
+* A migration failure (a format newer than this Szál, a missing hop)
+  is one issue on ``apiVersion`` and stops there: nothing else can be read
   reliably from a definition in an unknown format.
 """
 
@@ -160,7 +160,7 @@ def _definition(
     try:
         data = upgrade(dict(source)) if document else {"spec": upgrade(dict(source))}
     except MigrationError as error:
-        return None, [SpecIssue("spec.version", None, "spec.version", str(error))]
+        return None, [SpecIssue("apiVersion", None, "apiVersion", str(error))]
 
     def check(spec: WorkflowSpec, known: Known) -> list[SpecIssue]:
         return validate_workflow(spec, gpus_available=gpus_available, known=known)

@@ -29,6 +29,13 @@ Decisions (DESIGN.md is silent on these; written down here and in docs):
   as it is at that moment).
 * A leaf step needs a ``command`` or a ``script`` after the template merge; a
   step with children may have neither (it then only orders its children).
+* Finally steps (``spec.finally``) are one more group, after every main
+  step: Parallel, or Dag when the workflow's mode is Dag, and flat (no
+  nested ``steps``). ``dependsOn`` links finally steps only among
+  themselves; across the two (either way) is an error on ``dependsOn``.
+  Names are unique across both. A finally step's ``when`` may name any main
+  step (all have finished) and ``run.phase`` / ``run.failedSteps`` (the
+  main outcome), which main steps may not.
 * When shape errors made part of the workflow unknowable (a refused
   ``dependsOn`` or ``mode``, a step without a usable name), :class:`Known`
   says so and the checks that would rely on it are left out, so that no
@@ -49,6 +56,7 @@ from szal.spec import Retries, Step, StepTemplate, WorkflowSpec, parse_duration
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 STEP_FIELDS = ("phase", "exitCode", "attempts", "outputs")
 RUN_FIELDS = ("name", "namespace")
+FINALLY_RUN_FIELDS = (*RUN_FIELDS, "phase", "failedSteps")
 
 
 @dataclass(slots=True)
@@ -60,6 +68,7 @@ class _Node:
     group_mode: str
     position: int
     children: list[_Node]
+    final: bool = False  # a finally step
 
 
 def _walk(spec: WorkflowSpec) -> list[_Node]:
@@ -79,6 +88,10 @@ def _walk(spec: WorkflowSpec) -> list[_Node]:
         return group
 
     visit(spec.steps, None, spec.mode, "spec.steps")
+    main = len(nodes)
+    visit(spec.finally_, None, "Dag" if spec.mode == "Dag" else "Parallel", "spec.finally")
+    for node in nodes[main:]:
+        node.final = True
     return nodes
 
 
@@ -172,6 +185,8 @@ def _certainly_before(target: _Node, node: _Node) -> bool:
     """Whether ``target`` has certainly finished when ``node`` becomes ready."""
     if target is node:
         return False
+    if node.final and not target.final:
+        return True  # every main step has ended before the finally steps start
     ancestors: list[_Node] = []
     cursor: _Node | None = node.parent
     while cursor is not None:
@@ -309,7 +324,9 @@ def _check_wiring(
 ) -> None:
     """Nesting, ``dependsOn`` and ``trigger`` of one step."""
     step = node.step
-    if step.steps is not None and spec.mode != "Hierarchical":
+    if step.steps is not None and node.final:
+        issues.append(_issue(node, "steps", "a finally step cannot have nested steps"))
+    elif step.steps is not None and spec.mode != "Hierarchical":
         issues.append(
             _issue(
                 node,
@@ -321,12 +338,11 @@ def _check_wiring(
     if step.depends_on:
         if node.group_mode != "Dag" and known.order:
             where = "workflow" if node.parent is None else f"parent {node.parent.step.name!r}"
+            runs = f"the {where} runs {node.group_mode}"
+            if node.final:
+                runs = f"finally steps run {node.group_mode} when the workflow runs {spec.mode}"
             issues.append(
-                _issue(
-                    node,
-                    "dependsOn",
-                    f"dependsOn is allowed only in Dag mode (the {where} runs {node.group_mode})",
-                )
+                _issue(node, "dependsOn", f"dependsOn is allowed only in Dag mode ({runs})")
             )
         siblings = group_names.get(id(node.group))
         if siblings is None:
@@ -335,6 +351,23 @@ def _check_wiring(
             if dep not in by_name:
                 if known.names:
                     issues.append(_issue(node, "dependsOn", f"unknown step {dep!r}"))
+            elif node.final and not by_name[dep].final:
+                issues.append(
+                    _issue(
+                        node,
+                        "dependsOn",
+                        f"step {dep!r} is a main step: a finally step may depend only on "
+                        "finally steps (it runs after every main step anyway)",
+                    )
+                )
+            elif by_name[dep].final and not node.final:
+                issues.append(
+                    _issue(
+                        node,
+                        "dependsOn",
+                        f"step {dep!r} is a finally step: a main step cannot depend on it",
+                    )
+                )
             elif dep not in siblings:
                 issues.append(
                     _issue(
@@ -459,6 +492,9 @@ def _check_when(
                         "in Hierarchical mode; none in Parallel mode)",
                     )
                 )
-        elif ref.root == "run" and ref.name not in RUN_FIELDS:
-            issues.append(_issue(node, "when", f"unknown run field {ref.name!r}"))
+        elif ref.root == "run" and ref.name not in (
+            FINALLY_RUN_FIELDS if node.final else RUN_FIELDS
+        ):
+            only = " (only finally steps read it)" if ref.name in FINALLY_RUN_FIELDS else ""
+            issues.append(_issue(node, "when", f"unknown run field {ref.name!r}{only}"))
     return issues

@@ -95,6 +95,8 @@ class CompiledWorkflow:
     max_parallel: int
     params: Mapping[str, Any]
     deadline_message: str  # the run deadline as written (``spec.timeout``)
+    main_n: int = 0  # steps 0..main_n-1 are the main steps, the rest finally steps
+    finally_group: int = -1  # the group of the finally steps (-1: none)
 
     def attach(
         self, state: RunState, *, run_name: str | None = None, namespace: str = ""
@@ -119,7 +121,7 @@ class CompiledWorkflow:
 def new_run_state(workflow: ResolvedWorkflow) -> RunState:
     """A run that has not started: every step Pending with ``attempts: 0``, workflow pinned."""
     return RunState(
-        steps={step.name: StepState() for step in workflow.steps},
+        steps={step.name: StepState(final=step.final) for step in workflow.steps},
         workflow=PinnedWorkflow(workflow.name, workflow.version, workflow.spec_hash),
     )
 
@@ -143,7 +145,8 @@ def compile_workflow(workflow: ResolvedWorkflow) -> CompiledWorkflow:
         else:
             refs = {r.name for r in s.when.references if r.root == "steps" and r.name in index}
             when_refs.append(tuple(sorted(refs)))
-    members: list[tuple[int, ...]] = [tuple(i for i in range(n) if parent[i] == -1)]
+    main_n = n - workflow.finally_count
+    members: list[tuple[int, ...]] = [tuple(i for i in range(main_n) if parent[i] == -1)]
     modes = [_mode_code(workflow.mode)]
     owners = [-1]
     child_group = [-1] * n
@@ -153,6 +156,12 @@ def compile_workflow(workflow: ResolvedWorkflow) -> CompiledWorkflow:
             members.append(children[i])
             modes.append(_mode_code(s.mode))
             owners.append(i)
+    finally_group = -1
+    if main_n < n:
+        finally_group = len(members)
+        members.append(tuple(range(main_n, n)))
+        modes.append(DAG if workflow.mode == "Dag" else PARALLEL)
+        owners.append(-1)
     group_of = [0] * n
     pos = [0] * n
     for g, group in enumerate(members):
@@ -179,7 +188,7 @@ def compile_workflow(workflow: ResolvedWorkflow) -> CompiledWorkflow:
         timeout=tuple(s.timeout for s in steps),
         timeout_message=tuple(_timed_out(s.timeout_text, s.timeout) for s in steps),
         retries=tuple(s.retries for s in steps),
-        compensable=tuple(s.rollback is not None for s in steps),
+        compensable=tuple(s.rollback is not None and not s.final for s in steps),
         rollback_timeout=tuple(s.rollback_timeout for s in steps),
         rollback_timeout_message=tuple(
             _timed_out(s.rollback_timeout_text, s.rollback_timeout) for s in steps
@@ -193,4 +202,6 @@ def compile_workflow(workflow: ResolvedWorkflow) -> CompiledWorkflow:
         max_parallel=workflow.max_parallel if workflow.max_parallel else n + 1,
         params=dict(workflow.params),
         deadline_message=workflow.timeout_text or format_duration(timeout or 0.0),
+        main_n=main_n,
+        finally_group=finally_group,
     )

@@ -45,6 +45,13 @@ Semantics are DESIGN.md section 4. Decisions where it is silent:
 * A Paused run whose steps are all finished stays Paused until resumed.
 * ``maxParallel`` bounds running step attempts; retries due take free slots
   before newly ready steps.
+* Finally steps (``spec.finally``, docs/engine.md "Finally steps") are a
+  stage after the main steps and their rollback: the run change that would
+  end the run is held in ``state.main_outcome`` instead (:meth:`_run_change`),
+  the finally group is activated, and the run ends with that outcome once
+  every finally step is terminal (Failed, naming them, if one failed).
+  While they run the run keeps its phase; cancel, suspend and the deadline
+  do not stop them (cancel with ``skip_finally`` does).
 
 Structure and performance: what depends only on the workflow is in the
 immutable :class:`~szal.engine.compiled.CompiledWorkflow`; a
@@ -96,7 +103,7 @@ from szal.engine.readiness import (
     Readiness,
 )
 from szal.engine.rollback import Rollback
-from szal.engine.state import RunState, StepState
+from szal.engine.state import MainOutcome, RunState, StepState
 
 __all__ = [
     "CONDITION_NOT_MET",
@@ -179,24 +186,36 @@ class PlanSession:
         self._transitions: list[Transition] = []
         self._changed: set[str] = set()
         self._run_changed = False
+        main_n = self._main_n = compiled.main_n
+        self._skip_finally = False
         recs: list[StepState] = []
-        for name in compiled.names:
+        for i, name in enumerate(compiled.names):
             rec = state.steps.get(name)
             if rec is None:
                 rec = state.steps[name] = StepState()
+            if i >= main_n:
+                rec.final = True
             recs.append(rec)
         self._rec = recs
         n = compiled.n
         finished = 0
         orders: list[int] = []
         failures: list[tuple[int, int]] = []
+        self._finally_failures: list[int] = []
+        # Finally steps may end before the stage began: a stale restart adopts
+        # their attempts from observations. The main steps' end is counted apart.
+        self._finally_finished = 0
         for i, rec in enumerate(recs):
             phase = rec.phase
             if phase in _STEP_DONE:
                 finished += 1
+                if i >= main_n:
+                    self._finally_finished += 1
                 if rec.finish_order is not None:
                     orders.append(rec.finish_order)
-                if phase is _FAILED or phase is _TIMED_OUT:
+                if (phase is _FAILED or phase is _TIMED_OUT) and i >= main_n:
+                    self._finally_failures.append(i)
+                elif phase is _FAILED or phase is _TIMED_OUT:
                     failures.append((rec.finish_order if rec.finish_order is not None else n, i))
         state.finished_count = finished
         state.next_finish_order = max(orders) + 1 if orders else 0
@@ -221,16 +240,21 @@ class PlanSession:
         *,
         suspend: bool = False,
         cancel: bool = False,
+        skip_finally: bool = False,
     ) -> Plan:
-        """Apply ``observations`` to the state (in place) and decide what to do at ``now``."""
+        """Apply ``observations`` to the state (in place) and decide what to do at ``now``.
+
+        ``skip_finally`` (with ``cancel``): do not run the finally steps, or
+        stop them if they run.
+        """
         self._readiness.sweep = None
         rollback = self._rollback
         state = self.state
         if state.phase in _RUN_DONE:
             return self._result(None)
         if state.phase is _R_PENDING:
-            if cancel:
-                self._cancel_all(now, "run cancelled", "cancel")
+            if cancel:  # nothing ran: nothing to clean up, the finally steps neither
+                self._cancel_all(now, "run cancelled", "cancel", self._n)
                 self._run_change(RunPhase.CANCELLED, now, "RunCancelled", "run cancelled")
                 return self._result(None)
             state.started_at = now
@@ -239,14 +263,22 @@ class PlanSession:
         self._observe(observations, now)
         if self._readiness.deferred:
             self._readiness.decide_deferred(now)
+        if state.main_outcome is not None:
+            return self._plan_finally(now, cancel and skip_finally)
         phase = state.phase
         if cancel:
+            self._skip_finally = skip_finally
             if phase is _R_ROLLING_BACK:
                 rollback.apply_observations()
                 rollback.cancel(now)
+                if skip_finally:
+                    self._cancel_all(now, "run cancelled", "cancel", self._n)
             else:
-                self._cancel_all(now, "run cancelled", "cancel")
+                self._cancel_all(now, "run cancelled", "cancel", self._n if skip_finally else None)
                 self._run_change(RunPhase.CANCELLED, now, "RunCancelled", "run cancelled")
+            self._skip_finally = False
+            if state.main_outcome is not None:
+                return self._plan_finally(now, False)
             return self._result(None)
         deadline = self._deadline()
         if deadline is not None and now >= deadline and (phase is _R_RUNNING or phase is _R_PAUSED):
@@ -261,6 +293,8 @@ class PlanSession:
                 f"run exceeded its timeout of {limit}",
                 reason="DeadlineExceeded",
             )
+            if state.main_outcome is not None:
+                return self._plan_finally(now, False)
             return self._result(None)
         attempts = self._attempts
         if attempts.timeout_heap:
@@ -277,13 +311,29 @@ class PlanSession:
         if phase is _R_RUNNING:
             if attempts.retry_heap or self._readiness.queue:
                 self._launch(now)
-            if state.finished_count == self._n:
+            if state.finished_count - self._finally_finished == self._main_n:
                 self._finish_run(now)
                 phase = state.phase
-        if phase is _R_ROLLING_BACK:
+        if phase is _R_ROLLING_BACK and state.main_outcome is None:
             rollback.apply_observations()
             rollback.expire(now)
             rollback.advance(now)
+        if state.main_outcome is not None:
+            return self._plan_finally(now, False)
+        return self._result(self._wake_at(now))
+
+    def _plan_finally(self, now: float, stop: bool) -> Plan:
+        """The finally stage: run the finally steps, then end the run (``stop``: cancel them)."""
+        if stop:
+            self._cancel_all(now, "run cancelled: finally steps skipped", "cancel", self._n)
+        attempts = self._attempts
+        if attempts.timeout_heap:
+            attempts.expire(now)
+        if attempts.retry_heap or self._readiness.queue:
+            self._launch(now)
+        if self.state.finished_count == self._n:
+            self._finish_finally(now)
+            return self._result(None)
         return self._result(self._wake_at(now))
 
     def _result(self, wake_at: float | None) -> Plan:
@@ -355,6 +405,15 @@ class PlanSession:
         state = self._state
         assert state is not None
         old = state.phase
+        if (
+            new.is_terminal
+            and self.compiled.finally_group >= 0
+            and state.main_outcome is None
+            and old is not _R_PENDING
+            and not self._skip_finally
+        ):
+            self._begin_finally(MainOutcome(new, event, message or None, reason), now)
+            return
         state.phase = run_transition(old, new)
         state.reason = reason
         if message is not None:
@@ -364,6 +423,43 @@ class PlanSession:
             state.finished_at = now
         self._transitions.append(Transition(None, old, new, now, EventReason(event), message or ""))
         self._run_changed = True
+
+    def _begin_finally(self, outcome: MainOutcome, now: float) -> None:
+        """The main steps (and their rollback) ended: hold the outcome, start the finally steps."""
+        state = self.state
+        state.main_outcome = outcome
+        if state.phase is _R_PAUSED:  # cancelled while paused: the finally steps still run
+            self._run_change(_R_RUNNING, now, "RunResumed", "")
+        state.message = f"{outcome.message}; running finally steps" if outcome.message else None
+        self._run_changed = True
+        # Counted from the state: a stale restart may have adopted finally attempts already.
+        self._readiness.resume_group(self.compiled.finally_group)
+        self._readiness.decide_deferred(now)
+
+    def _finish_finally(self, now: float) -> None:
+        """Every finally step is terminal: end the run as the main steps did, unless one failed."""
+        outcome = self.state.main_outcome
+        assert outcome is not None
+        failed = [self._names[i] for i in self._finally_failures]
+        if not failed:
+            self._run_change(
+                outcome.phase, now, outcome.event, outcome.message or "", reason=outcome.reason
+            )
+            return
+        noun = "finally step" if len(failed) == 1 else "finally steps"
+        text = f"{noun} {', '.join(repr(name) for name in failed)} failed"
+        if outcome.message:
+            text = f"{outcome.message}; {text}"
+        self._run_change(RunPhase.FAILED, now, "RunFailed", text, reason=outcome.reason)
+
+    def finally_context(self) -> dict[str, object]:
+        """``run`` in a finally step's ``when``: the main outcome and failed main steps."""
+        outcome = self.state.main_outcome
+        return {
+            **self._run_ctx,
+            "phase": outcome.phase.value if outcome is not None else None,
+            "failedSteps": [self._names[i] for i in self._failures],
+        }
 
     def _compensation_change(
         self,
@@ -407,12 +503,16 @@ class PlanSession:
         state = self.state
         rec.finished_at = at
         state.finished_count += 1
+        if i >= self._main_n:
+            self._finally_finished += 1
         phase = rec.phase
         if phase is _SUCCEEDED or phase is _FAILED or phase is _TIMED_OUT:
             rec.finish_order = state.next_finish_order
             state.next_finish_order += 1
         self._work.append(i)
-        if (phase is _FAILED or phase is _TIMED_OUT) and rec.attempts > 0:
+        if (phase is _FAILED or phase is _TIMED_OUT) and rec.attempts > 0 and i >= self._main_n:
+            self._finally_failures.append(i)
+        elif (phase is _FAILED or phase is _TIMED_OUT) and rec.attempts > 0:
             self._failures.append(i)
             readiness = self._readiness
             if self.compiled.workflow.fail_fast and not readiness.stopping:
@@ -436,10 +536,15 @@ class PlanSession:
             return None
         return started + timeout
 
-    def _cancel_all(self, now: float, message: str, reason: StopReason) -> None:
-        """Stop every running attempt and cancel every unfinished step (scan once)."""
+    def _cancel_all(
+        self, now: float, message: str, reason: StopReason, stop: int | None = None
+    ) -> None:
+        """Stop every running attempt and cancel every unfinished step (scan once).
+
+        Only the main steps unless ``stop`` says how many (``self._n``: all).
+        """
         state = self.state
-        for i, rec in enumerate(self._rec):
+        for i, rec in enumerate(self._rec[: self._main_n if stop is None else stop]):
             phase = rec.phase
             if phase in _STEP_DONE:
                 continue
@@ -449,6 +554,8 @@ class PlanSession:
             self._step_change(i, _CANCELLED, now, message)
             rec.finished_at = now
             state.finished_count += 1
+            if i >= self._main_n:
+                self._finally_finished += 1
         self._readiness.queue.clear()
 
     def _failure_message(self) -> str:
@@ -484,11 +591,12 @@ class PlanSession:
             compensation = self._rollback.next_timeout()
             if compensation is not None and (wake is None or compensation < wake):
                 wake = compensation
-        if phase is _R_RUNNING and attempts.retry_heap:
+        finishing = self.state.main_outcome is not None
+        if (phase is _R_RUNNING or finishing) and attempts.retry_heap:
             retry = attempts.next_retry()
             if retry is not None and (wake is None or retry < wake):
                 wake = retry
-        if phase is _R_RUNNING or phase is _R_PAUSED:
+        if (phase is _R_RUNNING or phase is _R_PAUSED) and not finishing:
             deadline = self._deadline()
             if deadline is not None and (wake is None or deadline < wake):
                 wake = deadline

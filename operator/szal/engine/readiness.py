@@ -127,33 +127,42 @@ class Readiness:
                 self._outcome[i] = self._unit_outcome(i)
         if session.state.phase is RunPhase.PENDING:
             return
-        for g, group in enumerate(compiled.members):
+        for g in range(len(compiled.members)):
+            if g == compiled.finally_group and session.state.main_outcome is None:
+                continue  # the finally steps start after the main ones
             owner = compiled.group_owner[g]
             if owner >= 0 and recs[owner].phase is not _SUCCEEDED:
                 continue
-            mode = compiled.group_mode[g]
-            if mode == DAG:
-                for d in group:
-                    if recs[d].phase is not _PENDING:
-                        continue
-                    remaining = 0
-                    for dep in compiled.deps[d]:
-                        if not self._unit_done[dep]:
-                            remaining += 1
-                        elif self._outcome[dep] == BAD:
-                            self._dep_bad[d] = True
-                        elif self._outcome[dep] == OK:
-                            self._dep_ok[d] = True
-                    self._remaining[d] = remaining
-                    self.deferred.append(d)
-            elif mode == PARALLEL:
-                self.deferred.extend(d for d in group if recs[d].phase is _PENDING)
-            else:
-                for d in group:
-                    if not self._unit_done[d]:
-                        if recs[d].phase is _PENDING:
-                            self.deferred.append(d)
-                        break
+            self.resume_group(g)
+
+    def resume_group(self, g: int) -> None:
+        """Count an active group's inputs from the state; defer its Pending steps' decision."""
+        compiled = self._session.compiled
+        recs = self._recs
+        group = compiled.members[g]
+        mode = compiled.group_mode[g]
+        if mode == DAG:
+            for d in group:
+                if recs[d].phase is not _PENDING:
+                    continue
+                remaining = 0
+                for dep in compiled.deps[d]:
+                    if not self._unit_done[dep]:
+                        remaining += 1
+                    elif self._outcome[dep] == BAD:
+                        self._dep_bad[d] = True
+                    elif self._outcome[dep] == OK:
+                        self._dep_ok[d] = True
+                self._remaining[d] = remaining
+                self.deferred.append(d)
+        elif mode == PARALLEL:
+            self.deferred.extend(d for d in group if recs[d].phase is _PENDING)
+        else:
+            for d in group:
+                if not self._unit_done[d]:
+                    if recs[d].phase is _PENDING:
+                        self.deferred.append(d)
+                    break
 
     def _unit_outcome(self, i: int) -> int:
         rec = self._recs[i]
@@ -176,7 +185,7 @@ class Readiness:
             self._session._terminal(i, now)
 
     def _skip_everything_pending(self, now: float, message: str) -> None:
-        for i, rec in enumerate(self._recs):
+        for i, rec in enumerate(self._recs[: self._session.compiled.main_n]):
             if rec.phase is _PENDING:
                 self.skip(i, now, message)
 
@@ -227,6 +236,9 @@ class Readiness:
         while True:
             self._unit_done[i] = True
             outcome = self._outcome[i] = self._unit_outcome(i)
+            session = self._session
+            if i >= session.compiled.main_n and session.state.main_outcome is None:
+                return  # adopted before the finally stage: counted when it begins
             p = self._parent[i]
             parent_done = False
             if p >= 0:
@@ -303,7 +315,7 @@ class Readiness:
         decided[i] = True
         if self._recs[i].phase is not _PENDING:
             return
-        if self.stopping:
+        if self.stopping and i < self._session.compiled.main_n:
             self.skip(i, now, self._session._fail_fast_message())
             return
         compiled = self._session.compiled
@@ -340,4 +352,5 @@ class Readiness:
                 "attempts": rec.attempts,
                 "outputs": rec.outputs if rec.outputs is not None else {},
             }
-        return {"params": compiled.params, "steps": steps, "run": session._run_ctx}
+        run = session.finally_context() if i >= compiled.main_n else session._run_ctx
+        return {"params": compiled.params, "steps": steps, "run": run}

@@ -91,6 +91,7 @@ class StepState:
     pod_name: str | None = None
     finish_order: int | None = None
     rollback: RollbackState | None = None
+    final: bool = False  # a finally step (spec.finally)
 
     def to_status(self) -> StatusDict:
         out: StatusDict = {"phase": self.phase.value, "attempts": self.attempts}
@@ -114,6 +115,8 @@ class StepState:
             out["finishOrder"] = self.finish_order
         if self.rollback is not None:
             out["rollback"] = self.rollback.to_status()
+        if self.final:
+            out["finally"] = True
         return out
 
     @classmethod
@@ -132,7 +135,44 @@ class StepState:
             pod_name=data.get("podName"),
             finish_order=data.get("finishOrder"),
             rollback=RollbackState.from_status(rb) if rb else None,
+            final=bool(data.get("finally", False)),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class MainOutcome:
+    """How the main steps ended; the run ends so once its finally steps are done.
+
+    Set when the finally steps start; its presence is what says they did, so
+    a restart from a status saved mid-finally goes on with them.
+    """
+
+    phase: RunPhase
+    event: str
+    message: str | None = None
+    reason: str | None = None
+
+    def to_status(self) -> StatusDict:
+        out: StatusDict = {"phase": self.phase.value}
+        if self.message:
+            out["message"] = self.message
+        if self.reason:
+            out["reason"] = self.reason
+        return out
+
+    @classmethod
+    def from_status(cls, data: StatusDict) -> MainOutcome:
+        phase = RunPhase(data["phase"])
+        return cls(phase, _END_EVENTS[phase], data.get("message"), data.get("reason"))
+
+
+#: The event of each run end (what the main steps' end would have emitted).
+_END_EVENTS = {
+    RunPhase.SUCCEEDED: "RunSucceeded",
+    RunPhase.FAILED: "RunFailed",
+    RunPhase.ROLLED_BACK: "RolledBack",
+    RunPhase.CANCELLED: "RunCancelled",
+}
 
 
 @dataclass(slots=True)
@@ -164,6 +204,7 @@ class RunState:
     condition_changed_at: float | None = None
     observed_generation: int | None = None
     workflow: PinnedWorkflow | None = None
+    main_outcome: MainOutcome | None = None  # set once the finally steps started
     finished_count: int = 0  # derived: steps in a terminal phase
     next_finish_order: int = 0  # derived: 1 + the largest finish_order
 
@@ -214,6 +255,8 @@ class RunState:
             out["observedGeneration"] = self.observed_generation
         if self.workflow is not None:
             out["workflow"] = self.workflow.to_status()
+        if self.main_outcome is not None:
+            out["mainOutcome"] = self.main_outcome.to_status()
         return out
 
     def to_status(self) -> StatusDict:
@@ -249,6 +292,9 @@ class RunState:
             condition_changed_at=_parse_ts(cond.get("lastTransitionTime")),
             observed_generation=data.get("observedGeneration"),
             workflow=PinnedWorkflow(wf["name"], int(wf["version"]), wf["specHash"]) if wf else None,
+            main_outcome=MainOutcome.from_status(main)
+            if (main := data.get("mainOutcome"))
+            else None,
             finished_count=sum(1 for s in steps.values() if s.phase.is_terminal),
             next_finish_order=(max(orders) + 1) if orders else 0,
         )

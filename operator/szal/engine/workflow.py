@@ -106,6 +106,7 @@ class ResolvedStep:
     mode: Mode
     timeout_text: str | None = None  # the limits as written, for messages
     rollback_timeout_text: str | None = None
+    final: bool = False  # a finally step (spec.finally), after every main step
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,7 @@ class ResolvedWorkflow:
     steps: tuple[ResolvedStep, ...]
     by_name: dict[str, ResolvedStep]
     timeout_text: str | None = None  # ``spec.timeout`` as written, for messages
+    finally_count: int = 0  # the last steps are the finally steps
 
 
 def _merge_env(*layers: list[EnvVar] | None) -> tuple[tuple[str, str], ...]:
@@ -232,6 +234,9 @@ def resolve_workflow(
                 visit(step.steps, step.name, step.mode or "Sequential")
 
     visit(spec.steps, None, spec.mode)
+    main_count = len(flat)
+    # Finally steps are flat: Parallel among themselves, or a Dag of their own.
+    flat.extend((step, None, "Dag" if spec.mode == "Dag" else "Parallel") for step in spec.finally_)
     resolved: list[ResolvedStep] = []
     for index, (step, parent, group_mode) in enumerate(flat):
         command = _command(step, template)
@@ -279,6 +284,7 @@ def resolve_workflow(
                 mode=step.mode or "Sequential",
                 timeout_text=timeout,
                 rollback_timeout_text=step.rollback.timeout if step.rollback else None,
+                final=index >= main_count,
             )
         )
     return ResolvedWorkflow(
@@ -297,6 +303,7 @@ def resolve_workflow(
         steps=tuple(resolved),
         by_name={step.name: step for step in resolved},
         timeout_text=spec.timeout,
+        finally_count=len(spec.finally_),
     )
 
 

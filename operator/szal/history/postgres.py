@@ -479,6 +479,8 @@ class PostgresStore:
 
         if query.workflow is not None:
             where.append(f"workflow = {arg(query.workflow)}")
+        if query.version is not None:
+            where.append(f"workflow_version = {arg(query.version)}")
         if query.namespace is not None:
             where.append(f"namespace = {arg(query.namespace)}")
         if query.name is not None:

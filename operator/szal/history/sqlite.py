@@ -445,6 +445,9 @@ class SqliteStore:
         if query.workflow is not None:
             where.append("workflow = ?")
             args.append(query.workflow)
+        if query.version is not None:
+            where.append("workflow_version = ?")
+            args.append(query.version)
         if query.namespace is not None:
             where.append("namespace = ?")
             args.append(query.namespace)

@@ -91,9 +91,13 @@ class EventRecord:
 
 @dataclass(frozen=True, slots=True)
 class RunQuery:
-    """Filters for :meth:`ExecutionStore.list_runs`; ``after`` is a cursor."""
+    """Filters for :meth:`ExecutionStore.list_runs`; ``after`` is a cursor.
+
+    ``version`` is the author's ``spec.version`` the run pinned
+    (``RunRecord.workflow_version``), not Szál's format revision."""
 
     workflow: str | None = None
+    version: int | None = None
     namespace: str | None = None
     name: str | None = None
     phase: str | None = None

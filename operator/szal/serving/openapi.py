@@ -97,6 +97,11 @@ _ERRORS = {
 }
 _LIST_PARAMETERS = [
     _query("workflow", "only runs of this workflow"),
+    _query(
+        "version",
+        "only runs that pinned this spec.version (the author's version)",
+        {"type": "integer", "minimum": 1},
+    ),
     _query("phase", "only runs in this phase (Pending, Running, Succeeded, ...)"),
     _query("since", "created at or after (RFC 3339 or epoch seconds)"),
     _query("until", "created before (RFC 3339 or epoch seconds)"),

@@ -77,11 +77,19 @@ def _time_param(request: web.Request, name: str) -> float | None:
         raise BadParameter(name, f"not an RFC 3339 time or epoch seconds: {raw!r}") from None
 
 
+def _version_param(request: web.Request) -> int | None:
+    """``?version=``: the author's ``spec.version`` the runs pinned (an integer >= 1)."""
+    if "version" not in request.query:
+        return None
+    return _int_param(request, "version", 1, 1, 2**31 - 1)
+
+
 def run_query(request: web.Request) -> RunQuery:
     """The listing filters of a request (the path's namespace wins over ``?namespace=``)."""
     unknown = set(request.query) - {
         "namespace",
         "workflow",
+        "version",
         "phase",
         "since",
         "until",
@@ -100,6 +108,7 @@ def run_query(request: web.Request) -> RunQuery:
         raise BadParameter("cursor", "not a cursor from a previous page's nextCursor")
     return RunQuery(
         workflow=request.query.get("workflow"),
+        version=_version_param(request),
         namespace=request.match_info.get("namespace") or request.query.get("namespace"),
         phase=phase,
         since=_time_param(request, "since"),

@@ -187,6 +187,11 @@ class WorkflowSpec(_Model):
     rollback_on_failure: bool = False
     template: StepTemplate | None = None
     steps: Annotated[list[Step], Field(min_length=1)]
+    finally_: list[Step] = Field(
+        default_factory=list,
+        alias="finally",
+        description="Steps run after the main steps (and their rollback), whatever the outcome.",
+    )
 
 
 class ObjectMeta(BaseModel):
@@ -226,6 +231,9 @@ class WorkflowRunSpec(_Model):
     params: dict[str, ParamValue] = Field(default_factory=dict)
     suspend: bool = False
     cancel: bool = False
+    skip_finally: bool = Field(
+        default=False, description="With cancel: do not run (or stop) the finally steps."
+    )
     ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = None
 
 

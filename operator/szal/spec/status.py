@@ -175,6 +175,9 @@ class StepStatus(_Status):
     rollback: Annotated[RollbackStatus | None, CLEARABLE] = Field(
         default=None, description="The step's compensation, when the run rolled back."
     )
+    finally_: Annotated[bool | None, CLEARABLE] = Field(
+        default=None, alias="finally", description="A finally step (spec.finally)."
+    )
 
 
 class Condition(_Status):
@@ -195,6 +198,14 @@ class PinnedWorkflowStatus(_Status):
     spec_hash: str
 
 
+class MainOutcomeStatus(_Status):
+    """How the main steps ended (the run's phase once its finally steps are done)."""
+
+    phase: RunPhase
+    message: str | None = None
+    reason: str | None = None
+
+
 class RunStatus(_Status):
     """Observed state of the run, written by the operator only."""
 
@@ -211,6 +222,10 @@ class RunStatus(_Status):
     observed_generation: int | None = None
     workflow: PinnedWorkflowStatus | None = Field(
         default=None, description="The Workflow this run executes, pinned when it started."
+    )
+    main_outcome: MainOutcomeStatus | None = Field(
+        default=None,
+        description="How the main steps ended, set when the finally steps start.",
     )
     steps: dict[str, StepStatus] = Field(
         default_factory=dict, description="Per-step records, by step name."

@@ -270,11 +270,14 @@ class RunReconciler:
         cancel = bool(spec.get("cancel")) or (
             finalizing.has_finalizer(body) and finalizing.deletion_requested_at(body) is not None
         )
+        # A deleted run skips its finally steps: its pods are going away with it.
+        skip_finally = bool(spec.get("skipFinally")) or (cancel and not spec.get("cancel"))
         plan = self.planner.plan(
             observations,
             now,
             suspend=bool(spec.get("suspend")),
             cancel=cancel,
+            skip_finally=skip_finally,
         )
         gone = [
             vanished(r, self._seen.get(r, "of this attempt"), now)
@@ -290,6 +293,7 @@ class RunReconciler:
                     now,
                     suspend=bool(spec.get("suspend")),
                     cancel=cancel,
+                    skip_finally=skip_finally,
                 ),
             )
         await self.applier.apply(plan, self.planner.compiled, self.state)

@@ -18,8 +18,10 @@ are the planner's; this module only
 Timeouts are the planner's decision (``Stop(ref, 'timeout')``); the runner
 only kills. Cancellation (SIGINT/SIGTERM, handled by the CLI calling
 :meth:`LocalRunner.request_cancel`) re-plans with ``cancel=True``: the
-planner stops running steps and cancels the rest; a second request kills
-every process group at once instead of waiting for the grace period.
+planner stops running steps and cancels the rest, then runs the finally
+steps (``spec.finally``); a second request kills every process group at once
+instead of waiting for the grace period, and skips (stops) the finally steps
+(``skip_finally=True``).
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ class LocalRunner:
         )
 
     def request_cancel(self, signum: int | None = None) -> None:
-        """Cancel the run (first call) or kill every step now (later calls)."""
+        """Cancel the run (first call: finally steps still run) or kill every step
+        now and skip the finally steps (later calls)."""
         self._cancel_count += 1
         if self.cancel_signal is None:
             self.cancel_signal = signum
@@ -155,7 +158,12 @@ class LocalRunner:
         try:
             while True:
                 now = time.time()
-                plan = self.session.plan(observations, now, cancel=self._cancel_count > 0)
+                plan = self.session.plan(
+                    observations,
+                    now,
+                    cancel=self._cancel_count > 0,
+                    skip_finally=self._cancel_count > 1,
+                )
                 await self._record(plan)
                 self.listener.on_plan(self.state, plan, now)
                 for action in plan.actions:
