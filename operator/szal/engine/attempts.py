@@ -50,12 +50,15 @@ class Attempts:
     __slots__ = (
         "_actions",
         "_changed",
+        "_children",
         "_decided",
         "_defer_compensation",
         "_drain",
         "_index",
         "_max_parallel",
         "_names",
+        "_pool",
+        "_pool_limit",
         "_queue",
         "_rec",
         "_retries",
@@ -88,6 +91,10 @@ class Attempts:
         self._timeout_message = compiled.timeout_message
         self._retries = compiled.retries
         self._max_parallel = compiled.max_parallel
+        # A matrix's own maxParallel: its instances' pool (their matrix step, -1: none).
+        self._children = compiled.children
+        self._pool_limit = [s.matrix_max_parallel or 0 for s in compiled.steps]
+        self._pool = [p if p >= 0 and self._pool_limit[p] else -1 for p in compiled.parent]
         self.retry_heap: list[tuple[float, int, int]] = []  # (retry_at, step, attempt)
         self.timeout_heap: list[tuple[float, int, int]] = []  # (deadline, step, attempt)
         running = 0
@@ -139,10 +146,27 @@ class Attempts:
             if rec.phase is _WAITING and rec.attempts == attempt:
                 self._start(i, now)
         queue = self._queue
+        held: list[int] = []  # instances of a matrix at its own maxParallel
         while queue and self.running < limit:
             i = heapq.heappop(queue)
             if recs[i].phase is _PENDING:
+                pool = self._pool[i]
+                if pool >= 0 and self._pool_full(pool):
+                    held.append(i)
+                    continue
                 self._start(i, now)
+        for i in held:
+            heapq.heappush(queue, i)
+
+    def _pool_full(self, pool: int) -> bool:
+        """Whether matrix step ``pool`` has as many instances running as its maxParallel."""
+        recs = self._rec
+        running = 0
+        for c in self._children[pool]:
+            phase = recs[c].phase
+            if phase is _RUNNING and recs[c].attempts > 0:
+                running += 1
+        return running >= self._pool_limit[pool]
 
     def _fail(
         self, i: int, at: float, message: str, exit_code: int | None, timed_out: bool

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 from szal.dsl import ConditionError, compile_condition
 from szal.engine.issues import EVERYTHING, Known, SpecIssue
+from szal.engine.matrices import matrix_issues, matrix_keys
 from szal.engine.shapes import duration_problem
 from szal.spec import Retries, Step, StepTemplate, WorkflowSpec, parse_duration
 
@@ -229,6 +230,7 @@ def validate_workflow(
         _check_wiring(issues, spec, node, by_name, group_names, known)
         _check_policies(issues, node)
         _check_running(issues, node, template)
+        issues.extend(matrix_issues(node.step, node.path, param_names))
         if gpus_available is not None:
             _check_gpus(issues, node, template, gpus_available)
         when = node.step.when
@@ -461,4 +463,13 @@ def _check_when(
                 )
         elif ref.root == "run" and ref.name not in RUN_FIELDS:
             issues.append(_issue(node, "when", f"unknown run field {ref.name!r}"))
+        elif ref.root == "matrix":
+            keys = matrix_keys(node.step)
+            if keys is None:
+                message = f"'matrix.{ref.name}' in a step without matrix or forEach"
+                issues.append(_issue(node, "when", message))
+            elif ref.name not in keys:
+                names = ", ".join(sorted(keys))
+                message = f"unknown matrix param {ref.name!r} (the matrix has: {names})"
+                issues.append(_issue(node, "when", message))
     return issues

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from szal.engine.matrices import fan_out_outputs
 from szal.engine.state import RunState
 from szal.engine.workflow import ResolvedWorkflow
 
@@ -40,10 +41,15 @@ def run_context(workflow: ResolvedWorkflow, state: RunState) -> dict[str, Any]:
         rec = state.steps.get(step.name)
         if rec is None or not rec.phase.is_terminal:
             continue
+        outputs: Any = rec.outputs if rec.outputs is not None else {}
+        if step.fan_out:  # a matrix: its instances' outputs, in order
+            outputs = fan_out_outputs(
+                [state.steps[c] for c in step.children], range(len(step.children))
+            )
         steps[step.name] = {
             "phase": rec.phase.value,
             "exitCode": rec.exit_code,
-            "outputs": rec.outputs if rec.outputs is not None else {},
+            "outputs": outputs,
         }
     return {"params": dict(workflow.params), "steps": steps}
 
@@ -69,7 +75,10 @@ def step_environment(
     env["SZAL_ATTEMPT"] = str(attempt)
     for name, value in workflow.params.items():
         env[param_variable(name)] = _text(value)
-    env["SZAL_CONTEXT"] = json.dumps(run_context(workflow, state), separators=(",", ":"))
+    context = run_context(workflow, state)
+    if resolved.matrix is not None:
+        context["matrix"] = dict(resolved.matrix)
+    env["SZAL_CONTEXT"] = json.dumps(context, separators=(",", ":"))
     if rollback:
         env["SZAL_ROLLBACK"] = "true"
     return env
