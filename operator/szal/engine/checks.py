@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 from szal.dsl import ConditionError, compile_condition
 from szal.engine.issues import EVERYTHING, Known, SpecIssue
-from szal.engine.matrices import matrix_issues, matrix_keys
+from szal.engine.matrices import default_issues, matrix_issues, matrix_keys
 from szal.engine.shapes import duration_problem
 from szal.spec import Retries, Step, StepTemplate, WorkflowSpec, parse_duration
 
@@ -237,6 +237,7 @@ def validate_workflow(
         if when is not None and when.strip():
             issues.extend(_check_when(node, by_name, param_names, known))
     _check_cycles(issues, nodes)
+    issues.extend(default_issues(spec))
     return issues
 
 

@@ -10,6 +10,8 @@ not already have:
 
 * :func:`matrix_issues`: the checks of one step's ``matrix``/``forEach``
   that need no run params (called by :func:`szal.engine.checks.validate_workflow`);
+* :func:`default_issues`: a ``forEach`` checked with the params' declared
+  defaults (also by ``validate_workflow``);
 * :func:`expansion_issues`: the checks that need the run's params (a
   ``forEach`` list, the instance count, instance names), called by
   :func:`szal.engine.admitting.admit` before resolving;
@@ -199,6 +201,35 @@ def _walk(steps: list[Step], prefix: str) -> Iterator[tuple[Step, str]]:
         yield step, path
         if step.steps:
             yield from _walk(step.steps, f"{path}.steps")
+
+
+def default_issues(spec: WorkflowSpec) -> list[SpecIssue]:
+    """``forEach`` problems the declared defaults show (``szal validate`` has no run params).
+
+    Only a ``forEach`` whose every param has a default is checked: a default
+    that is no list is a mistake in the definition, whatever a run gives.
+    """
+    defaults = {p.name: p.default for p in spec.params if p.default is not None}
+    issues: list[SpecIssue] = []
+    for step, path in _walk(spec.steps, "spec.steps"):
+        if step.for_each is None or step.steps:
+            continue
+        try:
+            expression = compile_condition(step.for_each)
+        except ConditionError:
+            continue  # matrix_issues reports it
+        if expression is None or any(
+            ref.root != "params" or ref.name not in defaults for ref in expression.references
+        ):
+            continue
+        try:
+            count = len(for_each_items(step, defaults))
+        except ValueError as exc:
+            issues.append(SpecIssue(f"{path}.forEach", step.name, "forEach", str(exc)))
+            continue
+        if count > MAX_MATRIX_INSTANCES:
+            issues.append(SpecIssue(f"{path}.forEach", step.name, "forEach", _too_many(count)))
+    return issues
 
 
 def expansion_issues(spec: WorkflowSpec, params: Mapping[str, Any]) -> list[SpecIssue]:
