@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="runs per shape; the best counts")
     parser.add_argument("--small", type=int, default=1_000, help="the small size")
+    parser.add_argument(
+        "--only", default="", help="run only the shapes whose name contains this text"
+    )
     args = parser.parse_args(argv)
     print(f"Python {sys.version.split()[0]}; seed Rust engine {SEED_RUST_US_PER_STEP} µs/step")
     shapes = [
@@ -204,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     ok = True
     for name, build, big in shapes:
+        if args.only not in name:
+            continue
         small = bench_shape(name, build, args.small, args.repeat)
         large = bench_shape(name, build, big, args.repeat)
         ratio = large / small

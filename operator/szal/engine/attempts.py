@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from szal.engine.actions import AttemptRef, Launch, Observation, Stop
+from szal.engine.matrices import Pools
 from szal.engine.phases import StepPhase
 from szal.spec.durations import format_duration
 
@@ -50,15 +51,13 @@ class Attempts:
     __slots__ = (
         "_actions",
         "_changed",
-        "_children",
         "_decided",
         "_defer_compensation",
         "_drain",
         "_index",
         "_max_parallel",
         "_names",
-        "_pool",
-        "_pool_limit",
+        "_pools",
         "_queue",
         "_rec",
         "_retries",
@@ -91,10 +90,10 @@ class Attempts:
         self._timeout_message = compiled.timeout_message
         self._retries = compiled.retries
         self._max_parallel = compiled.max_parallel
-        # A matrix's own maxParallel: its instances' pool (their matrix step, -1: none).
-        self._children = compiled.children
-        self._pool_limit = [s.matrix_max_parallel or 0 for s in compiled.steps]
-        self._pool = [p if p >= 0 and self._pool_limit[p] else -1 for p in compiled.parent]
+        # Each matrix's own maxParallel (szal.engine.matrices).
+        self._pools = Pools(
+            compiled.parent, [s.matrix_max_parallel or 0 for s in compiled.steps], recs, _RUNNING
+        )
         self.retry_heap: list[tuple[float, int, int]] = []  # (retry_at, step, attempt)
         self.timeout_heap: list[tuple[float, int, int]] = []  # (deadline, step, attempt)
         running = 0
@@ -135,38 +134,37 @@ class Attempts:
         if timeout is not None:
             heapq.heappush(self.timeout_heap, (now + timeout, i, rec.attempts))
 
+    @property
+    def holding(self) -> bool:
+        """Whether ready matrix instances wait for their matrix's own slot."""
+        return self._pools.holding
+
     def launch(self, now: float) -> None:
         """Start due retries, then ready steps, while ``maxParallel`` allows."""
         limit = self._max_parallel
         recs = self._rec
         heap = self.retry_heap
+        pools = self._pools
+        blocked: list[tuple[float, int, int]] = []  # due retries of a matrix at its cap
         while heap and heap[0][0] <= now and self.running < limit:
-            _, i, attempt = heapq.heappop(heap)
+            entry = heapq.heappop(heap)
+            _, i, attempt = entry
             rec = recs[i]
             if rec.phase is _WAITING and rec.attempts == attempt:
-                self._start(i, now)
+                if pools.may_start(i, hold=False):
+                    self._start(i, now)
+                else:
+                    blocked.append(entry)
+        for entry in blocked:
+            heapq.heappush(heap, entry)
         queue = self._queue
-        held: list[int] = []  # instances of a matrix at its own maxParallel
+        pools = self._pools
+        if pools.holding:
+            pools.release(queue)
         while queue and self.running < limit:
             i = heapq.heappop(queue)
-            if recs[i].phase is _PENDING:
-                pool = self._pool[i]
-                if pool >= 0 and self._pool_full(pool):
-                    held.append(i)
-                    continue
+            if recs[i].phase is _PENDING and pools.may_start(i):
                 self._start(i, now)
-        for i in held:
-            heapq.heappush(queue, i)
-
-    def _pool_full(self, pool: int) -> bool:
-        """Whether matrix step ``pool`` has as many instances running as its maxParallel."""
-        recs = self._rec
-        running = 0
-        for c in self._children[pool]:
-            phase = recs[c].phase
-            if phase is _RUNNING and recs[c].attempts > 0:
-                running += 1
-        return running >= self._pool_limit[pool]
 
     def _fail(
         self, i: int, at: float, message: str, exit_code: int | None, timed_out: bool
@@ -305,6 +303,19 @@ class Attempts:
             at, i, attempt = heap[0]
             rec = recs[i]
             if rec.phase is _WAITING and rec.attempts == attempt:
-                return at if self.running < self._max_parallel else None
+                if self.running >= self._max_parallel:
+                    return None
+                if self._pools.full(i):
+                    # Its matrix is at its cap (an instance's end wakes the run):
+                    # the earliest other retry that could start.
+                    free = [
+                        e[0]
+                        for e in heap
+                        if recs[e[1]].phase is _WAITING
+                        and recs[e[1]].attempts == e[2]
+                        and not self._pools.full(e[1])
+                    ]
+                    return min(free) if free else None
+                return at
             heapq.heappop(heap)
         return None

@@ -33,6 +33,7 @@ with a clear message: it is left out for now (docs/engine.md, "Matrix").
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -331,3 +332,74 @@ def expand_step(step: Step, params: Mapping[str, Any]) -> tuple[Step, dict[str, 
         }
     )
     return parent, by_name
+
+
+class Pools:
+    """Each matrix's own ``maxParallel``, for :class:`~szal.engine.attempts.Attempts`.
+
+    A matrix step's instances form its pool. :meth:`may_start` says whether
+    an instance may start now (and counts it when it does); a ready
+    instance refused is *held* here, out of the readiness queue, so a long
+    queue of held instances is not popped again on every plan call, and
+    :meth:`release` puts as many back as there are free slots. The running
+    instances of a pool are a set pruned by phase when read, so no caller
+    has to report an attempt's end: O(maxParallel) per check. Rebuilt from
+    the state on attach (running instances counted, nothing held).
+    """
+
+    __slots__ = ("_held", "_limit", "_pool", "_recs", "_running", "_running_phase")
+
+    def __init__(
+        self, parents: Sequence[int], limits: Sequence[int], recs: Sequence[Any], running: Any
+    ) -> None:
+        self._limit = limits
+        self._pool = [p if p >= 0 and limits[p] else -1 for p in parents]
+        self._recs = recs
+        self._running_phase = running
+        self._running: dict[int, set[int]] = {}
+        self._held: dict[int, list[int]] = {}
+        for i, rec in enumerate(recs):
+            pool = self._pool[i]
+            if pool >= 0 and rec.phase is running and rec.attempts > 0:
+                self._running.setdefault(pool, set()).add(i)
+
+    @property
+    def holding(self) -> bool:
+        """Whether some ready instance waits for its matrix's slot."""
+        return bool(self._held)
+
+    def _live(self, pool: int) -> set[int]:
+        live = self._running.setdefault(pool, set())
+        recs, phase = self._recs, self._running_phase
+        for c in [c for c in live if recs[c].phase is not phase]:
+            live.discard(c)
+        return live
+
+    def full(self, i: int) -> bool:
+        """Whether step ``i``'s matrix has no free slot (False outside a capped matrix)."""
+        pool = self._pool[i]
+        return pool >= 0 and len(self._live(pool)) >= self._limit[pool]
+
+    def may_start(self, i: int, *, hold: bool = True) -> bool:
+        """Whether step ``i`` may start now; counted if so, held (with ``hold``) if not."""
+        pool = self._pool[i]
+        if pool < 0:
+            return True
+        live = self._live(pool)
+        if len(live) >= self._limit[pool]:
+            if hold:
+                heapq.heappush(self._held.setdefault(pool, []), i)
+            return False
+        live.add(i)
+        return True
+
+    def release(self, queue: list[int]) -> None:
+        """Move held instances back to the readiness ``queue`` (a heap), up to the free slots."""
+        for pool in list(self._held):
+            held = self._held[pool]
+            free = self._limit[pool] - len(self._live(pool))
+            while held and free > 0:
+                heapq.heappush(queue, heapq.heappop(held))
+                free -= 1
+            if not held:
+                del self._held[pool]
