@@ -18,7 +18,8 @@ a subprocess in a fresh namespace, and reports per size:
   writer on the cluster: exact when the benchmark runs alone, an upper bound
   otherwise (the load average is printed with them);
 * **object sizes**: the run object at the end, the largest pod, and the
-  largest ``SZAL_CONTEXT`` value a pod carried;
+  largest context a pod carried (``SZAL_CONTEXT``, or the
+  ``szal.dev/context`` annotation a long one goes in);
 * **throughput**: steps per second from the run's creation to its end, and
   the operator's API writes per step (``szal_api_writes_total``).
 
@@ -90,6 +91,10 @@ class SizingWatcher(Watcher):
     def _pod(self, kind: str, pod: dict[str, Any], seen: float) -> None:
         size = self.tally.add("pods", pod)
         self.tally.largest_pod = max(self.tally.largest_pod, size)
+        annotations = (pod.get("metadata") or {}).get("annotations") or {}
+        self.tally.largest_context = max(
+            self.tally.largest_context, len(annotations.get("szal.dev/context") or "")
+        )
         for container in (pod.get("spec") or {}).get("containers") or []:
             for env in container.get("env") or []:
                 if env.get("name") == "SZAL_CONTEXT":

@@ -27,6 +27,7 @@ from szal.engine import (
     MigrationError,
     MigrationRegistry,
     RunState,
+    compile_workflow,
     new_run_state,
     param_variable,
     run_context,
@@ -196,7 +197,9 @@ def test_step_environment() -> None:
     sim.plan()
     sim.advance(None)
     sim.plan()  # build finished, test launched
-    env = step_environment(sim.workflow, sim.state, "test", 1, run_name="wf-1", namespace="ns")
+    env = step_environment(
+        compile_workflow(sim.workflow), sim.state, "test", 1, run_name="wf-1", namespace="ns"
+    )
     assert env["SZAL_RUN"] == "wf-1"
     assert env["SZAL_STEP"] == "test"
     assert env["SZAL_ATTEMPT"] == "1"
@@ -210,7 +213,9 @@ def test_step_environment() -> None:
         "steps": {"build": {"phase": "Succeeded", "exitCode": 0, "outputs": {"image": "i"}}},
     }
     assert run_context(sim.workflow, sim.state) == context
-    build_env = step_environment(sim.workflow, sim.state, "build", 2, run_name="wf-1")
+    build_env = step_environment(
+        compile_workflow(sim.workflow), sim.state, "build", 2, run_name="wf-1"
+    )
     assert build_env["X"] == "y"
     assert build_env["SZAL_ATTEMPT"] == "2"
 

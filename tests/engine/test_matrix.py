@@ -181,12 +181,14 @@ def test_the_cross_product_then_include_in_order_with_env_and_context() -> None:
     state = sim.run()
     assert state.phase.value == "Succeeded"
     assert state.steps["train"].message == fan_out_message(5)
-    env = step_environment(wf, state, "train-4", 1, run_name="r")
+    env = step_environment(sim.compiled, state, "train-4", 1, run_name="r")
     assert (env["KEEP"], env["SZAL_MATRIX_LR"], env["SZAL_MATRIX_BATCH"]) == ("1", "0.5", "8")
     assert env["SZAL_MATRIX_TAG"] == "x"
     context = json.loads(env["SZAL_CONTEXT"])
     assert context["matrix"] == {"lr": 0.5, "batch": 8, "tag": "x"}
-    report = json.loads(step_environment(wf, state, "report", 1, run_name="r")["SZAL_CONTEXT"])
+    report = json.loads(
+        step_environment(sim.compiled, state, "report", 1, run_name="r")["SZAL_CONTEXT"]
+    )
     assert report["steps"]["train"]["outputs"] == [{"k": k} for k in range(5)]
     assert "matrix" not in report
 

@@ -366,7 +366,9 @@ def test_step_environment() -> None:
     sim.advance(None)
     plan = sim.plan()
     (launch,) = [a for a in plan.actions if isinstance(a, Launch)]
-    env = step_environment(wf, sim.state, "b", launch.ref.attempt, run_name="run-1")
+    env = step_environment(
+        compile_workflow(wf), sim.state, "b", launch.ref.attempt, run_name="run-1"
+    )
     assert env["X"] == "1"
     assert env["SZAL_RUN"] == "run-1"
     assert env["SZAL_STEP"] == "b" and env["SZAL_ATTEMPT"] == "1"

@@ -219,6 +219,8 @@ async def test_list_runs_filters(store: ExecutionStore) -> None:
     assert await uids(RunQuery(workflow="build")) == ["b", "a"]
     assert await uids(RunQuery(phase="Failed")) == ["b"]
     assert await uids(RunQuery(namespace="prod")) == ["c"]
+    assert await uids(RunQuery(name="run-b")) == ["b"]
+    assert await uids(RunQuery(name="run-c", namespace="default")) == []
     assert await uids(RunQuery(since=2.0)) == ["c", "b"]
     assert await uids(RunQuery(until=2.0)) == ["a"]
 

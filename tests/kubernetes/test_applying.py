@@ -3,7 +3,7 @@
 Covers: the paths a Pod and a Job are created and deleted at; what each
 create error becomes for the attempt (AlreadyExists: done; a quota: a
 Pending observation and a retry on the next apply; a transient error: a
-silent retry; RBAC or validation: a Failed observation naming the object;
+retry, told to the health hook; RBAC or validation: a Failed observation naming the object;
 NotFound: raised, the run is gone); a started pod is stopped in place
 (deadline lowered, kept), an unstarted pod and a Job are deleted, a gone one
 is done, and a stopped attempt is known as stopped by us; per-step launchers (a
@@ -26,6 +26,7 @@ from tests.kubernetes.run_api import RunApi
 
 import szal.runners.kubernetes as kubernetes_runner
 from szal.engine.actions import AttemptRef, Launch, Plan, Stop
+from szal.engine.compiled import compile_workflow
 from szal.engine.state import RunState, StepState
 from szal.engine.workflow import ResolvedWorkflow, resolve_workflow
 from szal.runners.kubernetes.applying import CreateRefusal, PlanApplier, classify_create_error
@@ -88,7 +89,7 @@ Fixture = tuple[RunApi, PlanApplier, ResolvedWorkflow, RunState]
 async def test_pods_and_jobs_are_created_where_their_launcher_says(api: Fixture) -> None:
     fake, applier, wf, state = api
     plan = Plan(actions=(launch(wf, "a"), launch(wf, "j"), launch(wf, "j", rollback=True)))
-    await applier.apply(plan, wf, state)
+    await applier.apply(plan, compile_workflow(wf), state)
     created = sorted((path, body["kind"]) for path, body in fake.requests("POST"))
     assert created == [(PODS, "Pod"), (PODS, "Pod"), (JOBS, "Job")]
     assert state.steps["a"].pod_name == attempt_name("r", "a", 1)
@@ -111,7 +112,7 @@ async def test_create_errors_become_observations_or_retries(
 ) -> None:
     fake, applier, wf, state = api
     fake.fail("POST", PODS, code, reason, message)
-    await applier.apply(Plan(actions=(launch(wf, "a"),)), wf, state)
+    await applier.apply(Plan(actions=(launch(wf, "a"),)), compile_workflow(wf), state)
     observations = applier.take_observations()
     assert [o.state for o in observations] == ([] if outcome in ("done", "retry") else [outcome])
     assert applier.retrying is (outcome in ("Pending", "retry"))
@@ -121,7 +122,7 @@ async def test_create_errors_become_observations_or_retries(
         assert observations[0].message is not None
         assert observations[0].message.startswith(f"cannot create pod {attempt_name('r', 'a', 1)}")
     # A retried launch goes out again with the next plan, even an empty one.
-    await applier.apply(Plan(), wf, state)
+    await applier.apply(Plan(), compile_workflow(wf), state)
     retried = outcome in ("Pending", "retry")
     assert len(fake.requests("POST")) == (2 if retried else 1)
 
@@ -130,7 +131,7 @@ async def test_a_missing_namespace_is_raised(api: Fixture) -> None:
     fake, applier, wf, state = api
     fake.fail("POST", PODS, 404, "NotFound", 'namespaces "ns" not found')
     with pytest.raises(NotFound):
-        await applier.apply(Plan(actions=(launch(wf, "a"),)), wf, state)
+        await applier.apply(Plan(actions=(launch(wf, "a"),)), compile_workflow(wf), state)
 
 
 async def test_a_started_pod_is_stopped_in_place_and_kept(api: Fixture) -> None:
@@ -138,7 +139,9 @@ async def test_a_started_pod_is_stopped_in_place_and_kept(api: Fixture) -> None:
     fake, applier, wf, state = api
     pod = f"{PODS}/{attempt_name('r', 'a', 1)}"
     fake.objects[pod] = {"metadata": {"name": "p"}, "status": {"startTime": "2027-01-15T08:00:00Z"}}
-    await applier.apply(Plan(actions=(Stop(AttemptRef("a", 1), "timeout"),)), wf, state)
+    await applier.apply(
+        Plan(actions=(Stop(AttemptRef("a", 1), "timeout"),)), compile_workflow(wf), state
+    )
     assert fake.requests("DELETE") == []
     assert fake.requests("PATCH") == [(pod, {"spec": {"activeDeadlineSeconds": 1}})]
     assert fake.objects[pod]["spec"]["activeDeadlineSeconds"] == 1
@@ -157,7 +160,7 @@ async def test_an_unstarted_pod_and_a_job_are_deleted_and_a_gone_one_is_done(api
         Stop(AttemptRef("a", 2), "cancelled"),
         Stop(AttemptRef("j", 1), "cancelled"),
     )
-    await applier.apply(Plan(actions=stops), wf, state)
+    await applier.apply(Plan(actions=stops), compile_workflow(wf), state)
     deleted = sorted(path for path, _ in fake.requests("DELETE"))
     assert deleted == [unstarted, job]
     assert sorted(path for path, _ in fake.requests("PATCH")) == sorted([unstarted, gone])
@@ -201,3 +204,15 @@ def test_every_api_path_is_built_by_the_client_helpers() -> None:
         if literal.search(line)
     ]
     assert offenders == []
+
+
+async def test_a_transient_create_error_is_told_to_the_health_hook(api: Fixture) -> None:
+    fake, applier, wf, state = api
+    told: list[tuple[int, str]] = []
+    applier.on_write_error = lambda error, what: told.append((error.status, what))
+    fake.fail("POST", PODS, 500, "InternalError", "etcdserver: mvcc: database space exceeded")
+    fake.fail("POST", PODS, 422, "Invalid", "bad")
+    await applier.apply(Plan(actions=(launch(wf, "a"),)), compile_workflow(wf), state)
+    assert told == [(500, f"creating pod {attempt_name('r', 'a', 1)}")]
+    await applier.apply(Plan(), compile_workflow(wf), state)  # the retry: a 422, not the hook's
+    assert len(told) == 1

@@ -281,3 +281,61 @@ def test_job_wraps_the_same_pod() -> None:
     assert "ownerReferences" not in template["metadata"]
     assert template["spec"] == pod["spec"]
     assert _container(job)["resources"] == {"requests": {"cpu": "1"}, "limits": {"cpu": "1"}}
+
+
+# -- the context: a variable while short, an annotation projected as a file when long --
+
+
+def _context_of(size: int) -> str:
+    return '{"params":{},"steps":{"a":{"outputs":{"blob":"' + "x" * size + '"}}}}'
+
+
+def test_a_short_context_stays_a_variable() -> None:
+    step = _step({"name": "train", "image": "i", "command": ["run"]})
+    env = {**ENV, "SZAL_CONTEXT": _context_of(100)}
+    pod = build_pod(RUN, step, step.command, AttemptRef("train", 1), env, "busybox")
+    container = pod["spec"]["containers"][0]
+    names = {e["name"]: e["value"] for e in container["env"]}
+    assert names["SZAL_CONTEXT"] == env["SZAL_CONTEXT"] and "SZAL_CONTEXT_FILE" not in names
+    assert "volumes" not in pod["spec"] and "volumeMounts" not in container
+    assert "annotations" not in pod["metadata"]
+
+
+@pytest.mark.parametrize("launcher", ["Pod", "Job"])
+def test_a_long_context_goes_as_an_annotation_projected_as_a_file(launcher: str) -> None:
+    step = _step(
+        {
+            "name": "train",
+            "image": "i",
+            "command": ["run"],
+            "pod": {"metadata": {"annotations": {"team": "ml"}}},
+        }
+    )
+    context = _context_of(40 * 1024)
+    env = {**ENV, "SZAL_CONTEXT": context}
+    build = build_pod if launcher == "Pod" else build_job
+    manifest = build(RUN, step, step.command, AttemptRef("train", 1), env, "busybox")
+    pod = manifest if launcher == "Pod" else manifest["spec"]["template"]
+    assert pod["metadata"]["annotations"] == {"team": "ml", "szal.dev/context": context}
+    container = pod["spec"]["containers"][0]
+    names = {e["name"]: e["value"] for e in container["env"]}
+    assert "SZAL_CONTEXT" not in names
+    assert names["SZAL_CONTEXT_FILE"] == "/var/run/szal/context/context.json"
+    assert container["volumeMounts"] == [
+        {"name": "szal-context", "mountPath": "/var/run/szal/context", "readOnly": True}
+    ]
+    assert pod["spec"]["volumes"] == [
+        {
+            "name": "szal-context",
+            "downwardAPI": {
+                "items": [
+                    {
+                        "path": "context.json",
+                        "fieldRef": {"fieldPath": "metadata.annotations['szal.dev/context']"},
+                    }
+                ]
+            },
+        }
+    ]
+    if launcher == "Job":
+        assert "annotations" not in manifest["metadata"]  # on the pod template only

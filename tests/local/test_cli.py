@@ -251,6 +251,48 @@ def test_history_and_show(szal_inline: Szal, db: Path) -> None:
     assert '"phase": "Succeeded"' in as_json.out
 
 
+NAMESPACED_RUN = """\
+    apiVersion: szal.dev/v1alpha1
+    kind: WorkflowRun
+    metadata: {{name: nightly, namespace: {namespace}}}
+    spec:
+      workflow:
+        steps:
+        - {{name: quiet, command: ["true"]}}
+    """
+
+
+def test_history_and_show_across_namespaces(
+    szal_inline: Szal, db: Path, workflow_file: Write
+) -> None:
+    for namespace in ("team-a", "team-b"):
+        ran = szal_inline(
+            "run", "--db", db, workflow_file(NAMESPACED_RUN.format(namespace=namespace))
+        )
+        assert ran.code == 0, ran.err
+    history = szal_inline("history", "--db", db)
+    lines = history.out.splitlines()
+    assert lines[0].split()[:3] == ["NAMESPACE", "NAME", "UID"]
+    assert sorted(line.split()[0] for line in lines[1:]) == ["team-a", "team-b"]
+    team_b = next(line.split()[2] for line in lines[1:] if line.startswith("team-b"))
+    only = szal_inline("history", "--db", db, "-n", "team-b")  # one namespace: no column
+    assert [line.split()[:2] for line in only.out.splitlines()[1:]] == [["nightly", team_b]]
+
+    ambiguous = szal_inline("show", "--db", db, "nightly")
+    assert ambiguous.code == 2
+    assert "team-a/nightly" in ambiguous.err and "team-b/nightly" in ambiguous.err
+    assert "-n" in ambiguous.err
+    picked = szal_inline("show", "--db", db, "nightly", "-n", "team-a")
+    assert picked.code == 0 and "Succeeded" in picked.out
+
+    # A step that printed nothing: the note says so and where an operator's run keeps output.
+    quiet = szal_inline("show", "--db", db, "nightly", "-n", "team-a", "--logs", "quiet")
+    assert quiet.code == 0 and quiet.out == ""
+    assert "printed nothing" in quiet.err
+    assert "szal logs nightly quiet -n team-a" in quiet.err
+    assert "kubectl logs nightly-quiet-" in quiet.err
+
+
 @pytest.mark.parametrize("name", [c.name for c in SUBCOMMANDS])
 def test_help_on_every_subcommand(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:

@@ -3,7 +3,9 @@
 Reads the history store (``--db``: a SQLite path or a Postgres URL). A
 run whose ``szal run`` process died without finishing (SIGKILL, a crash,
 a power cut) is shown as ``Interrupted`` with the phase it was last recorded in, e.g.
-``Interrupted (Running)``; its steps' records stay as they were.
+``Interrupted (Running)``; its steps' records stay as they were. A store
+the operator mirrors cluster runs into holds several namespaces: the table
+then gains a NAMESPACE column, and ``-n NAMESPACE`` keeps one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from dataclasses import asdict
 
 from szal.cli.commanding import EXIT_INVALID, EXIT_OK, Subcommand, open_history
 
+# Where local runs live unless their file names a namespace (cli/loading.py).
+LOCAL_NAMESPACE = "default"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -25,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="history store: a SQLite path or a postgres:// URL (default: as szal run)",
     )
     parser.add_argument("--workflow", metavar="NAME", help="only runs of this workflow")
+    parser.add_argument(
+        "-n", "--namespace", metavar="NAMESPACE", help="only runs of this namespace"
+    )
     parser.add_argument("--phase", metavar="PHASE", help="only runs in this phase (e.g. Failed)")
     parser.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (20)")
     parser.add_argument("--json", action="store_true", help="print the runs as JSON")
@@ -74,7 +82,12 @@ async def _history(args: argparse.Namespace) -> int:
         return code
     try:
         page = await store.list_runs(
-            RunQuery(workflow=args.workflow, phase=args.phase, limit=args.limit)
+            RunQuery(
+                workflow=args.workflow,
+                namespace=args.namespace,
+                phase=args.phase,
+                limit=args.limit,
+            )
         )
     finally:
         await store.close()
@@ -86,24 +99,28 @@ async def _history(args: argparse.Namespace) -> int:
         print("no runs yet", file=sys.stderr)
         return EXIT_OK
     now = time.time()
+    with_namespace = len({run.namespace for run in page.runs}) > 1 or (
+        args.namespace is None and page.runs[0].namespace != LOCAL_NAMESPACE
+    )
     rows = [["NAME", "UID", "WORKFLOW", "PHASE", "PROGRESS", "DURATION", "AGE"]]
+    if with_namespace:
+        rows[0].insert(0, "NAMESPACE")
     for run in page.runs:
         if run.started_at is None:
             took = ""
         else:
             end = run.finished_at if run.finished_at is not None else None
             took = format_duration(end - run.started_at) if end is not None else ""
-        rows.append(
-            [
-                run.name,
-                run.uid[:8],
-                run.workflow,
-                shown_phase(run.phase, run.interrupted),
-                run.progress or "",
-                took,
-                age(now - run.created_at),
-            ]
-        )
+        row = [
+            run.name,
+            run.uid[:8],
+            run.workflow,
+            shown_phase(run.phase, run.interrupted),
+            run.progress or "",
+            took,
+            age(now - run.created_at),
+        ]
+        rows.append([run.namespace, *row] if with_namespace else row)
     print_table(rows)
     return EXIT_OK
 

@@ -222,6 +222,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="image of steps that name none (default: busybox:1.36)",
     )
     parser.add_argument(
+        "--status-write-budget",
+        type=float,
+        default=128 * 1024,
+        metavar="BYTES_PER_S",
+        help="bytes per second of run objects (64 KiB and larger) the operator's status "
+        "writes may send; changes in between are merged, none waits over 10 s, terminal "
+        "phases go at once; 0: write every change at once (default: 131072)",
+    )
+    parser.add_argument(
         "--step-started-events",
         action="store_true",
         help="also post a StepStarted Event per attempt (one more API write per step)",
@@ -233,10 +242,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _settings(args: argparse.Namespace) -> OperatorSettings:
     """The operator's settings from the flags; ValueError names a bad combination."""
+    from szal.runners.kubernetes.coalescing import CoalescingSettings
     from szal.runners.kubernetes.electing import ElectionSettings
     from szal.runners.kubernetes.events import EventSettings
     from szal.runners.kubernetes.runtime import ReconcilerSettings
     from szal.runners.kubernetes.settings import OperatorSettings
+
+    if args.status_write_budget < 0:
+        raise ValueError("--status-write-budget must be 0 or more bytes per second")
 
     if args.webhook_service and not (args.webhook_secret or args.webhook_cert_dir):
         raise ValueError(
@@ -281,6 +294,7 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
         reconciler=ReconcilerSettings(
             default_image=args.default_image,
             history_finalizer_timeout=args.history_finalizer_timeout,
+            coalescing=CoalescingSettings(budget=args.status_write_budget),
         ),
     )
 

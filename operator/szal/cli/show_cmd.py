@@ -7,6 +7,11 @@ output (stdout and stderr interleaved) instead: the last attempt, or
 ``--attempt N``; ``--rollback`` prints its compensation's output.
 ``--json`` prints the stored run, attempts and events as JSON (field names
 as in :mod:`szal.history.store`); a missing run exits 1.
+
+A store the operator mirrors cluster runs into holds several namespaces: a
+name used in more than one is refused (exit 2) with the candidates listed,
+and ``-n NAMESPACE`` picks one. A cluster run's step output is not in the
+history store; ``--logs`` says where it is (``szal logs``, the pod's logs).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import json
 import sys
 from dataclasses import asdict
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from szal.cli.commanding import (
     EXIT_FAILED,
@@ -27,9 +33,15 @@ from szal.cli.commanding import (
     redacted,
 )
 
+if TYPE_CHECKING:
+    from szal.history.store import RunDetail
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", metavar="RUN", help="run name, uid, or uid prefix")
+    parser.add_argument(
+        "-n", "--namespace", metavar="NAMESPACE", help="the run's namespace, for a name"
+    )
     parser.add_argument(
         "--db",
         metavar="PATH|URL",
@@ -47,6 +59,21 @@ def _clock(value: float | None) -> str:
     return "" if value is None else datetime.fromtimestamp(value).strftime("%H:%M:%S.%f")[:-3]
 
 
+def _where_logs_are(detail: RunDetail, step: str, attempt: int | None) -> str:
+    """The note for a step that ran but has no stored output."""
+    from szal.runners.kubernetes.pods import attempt_name
+
+    run = detail.run
+    chosen = attempt or max(a.attempt for a in detail.attempts if a.step == step)
+    pod = attempt_name(run.name, step, chosen)
+    return (
+        f"szal: no output stored for step {step!r} (attempt {chosen}) of run"
+        f" {run.namespace}/{run.name}: the step printed nothing, or the operator ran it and"
+        f" its output is in the Pod's logs: szal logs {run.name} {step} -n {run.namespace}"
+        f" (kubectl logs {pod} -n {run.namespace})"
+    )
+
+
 def handle(args: argparse.Namespace) -> int:
     if args.attempt is not None and args.attempt < 1:
         print(f"szal: --attempt {args.attempt}: must be at least 1", file=sys.stderr)
@@ -57,7 +84,7 @@ def handle(args: argparse.Namespace) -> int:
 async def _show(args: argparse.Namespace) -> int:
     from szal.cli.history_cmd import print_table, shown_phase
     from szal.history.sqlite import default_db_path
-    from szal.history.store import SchemaTooNew
+    from szal.history.store import RunQuery, SchemaTooNew
     from szal.spec.durations import format_duration
 
     target = args.db or default_db_path()
@@ -65,7 +92,17 @@ async def _show(args: argparse.Namespace) -> int:
     if store is None:
         return code
     try:
-        detail = await store.get_run(args.run)
+        if args.namespace is None:
+            same_name = await store.list_runs(RunQuery(name=args.run, limit=200))
+            namespaces = sorted({r.namespace for r in same_name.runs})
+            if len(namespaces) > 1:
+                print(
+                    f"szal: run name {args.run!r} is used in {len(namespaces)} namespaces;"
+                    " pick one with -n: " + ", ".join(f"{ns}/{args.run}" for ns in namespaces),
+                    file=sys.stderr,
+                )
+                return EXIT_INVALID
+        detail = await store.get_run(args.run, args.namespace)
         if detail is None:
             print(f"szal: no run {args.run!r} in {redacted(target)}", file=sys.stderr)
             return EXIT_FAILED
@@ -76,6 +113,10 @@ async def _show(args: argparse.Namespace) -> int:
             else:
                 text = await store.get_log(uid, args.logs, args.attempt)
             steps = {a.step for a in detail.attempts}
+            if not text and args.logs in steps:
+                # Local runs store what a step printed; the operator leaves it in the Pod.
+                print(_where_logs_are(detail, args.logs, args.attempt), file=sys.stderr)
+                return EXIT_OK
             if not text and args.logs not in steps:
                 print(
                     f"szal: run {detail.run.name} has no step {args.logs!r} that ran",

@@ -26,7 +26,13 @@ from szal.engine.actions import (
 )
 from szal.engine.admitting import Admitted, Definition, Refused, admit, admit_definition
 from szal.engine.compiled import CompiledWorkflow, compile_workflow, new_run_state
-from szal.engine.environment import param_variable, run_context, step_environment
+from szal.engine.environment import (
+    CONTEXT_ENV_LIMIT,
+    deliver_context,
+    param_variable,
+    run_context,
+    step_environment,
+)
 from szal.engine.migrations import (
     CURRENT_VERSION,
     MigrationError,
@@ -73,6 +79,7 @@ from szal.engine.workflow import (
 
 __all__ = [
     "CONDITION_NOT_MET",
+    "CONTEXT_ENV_LIMIT",
     "CURRENT_VERSION",
     "DEPENDENCY_FAILED",
     "PARENT_STEP_FAILED",
@@ -112,6 +119,7 @@ __all__ = [
     "compile_workflow",
     "default_registry",
     "definition_version",
+    "deliver_context",
     "issues_from_validation_error",
     "new_run_state",
     "param_variable",

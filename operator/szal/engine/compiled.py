@@ -3,7 +3,8 @@
 :func:`compile_workflow` turns a :class:`~szal.engine.workflow.ResolvedWorkflow`
 into a :class:`CompiledWorkflow`: steps by integer index, parent and child
 links, dependency adjacency both ways, sibling groups with their modes,
-triggers, ``when`` conditions with the steps they name, per-attempt limits
+triggers, ``when`` conditions with the steps they name, the steps each step
+can see (its ``when`` and ``SZAL_CONTEXT``; :mod:`szal.engine.visibility`), per-attempt limits
 and the messages that quote them. It is immutable (a frozen dataclass of
 tuples) and holds nothing about any run, so one compiled workflow serves
 every session of it: the first plan of a run, a restart that reads the
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from szal.dsl import Condition
 from szal.engine.state import PinnedWorkflow, RunState, StepState
+from szal.engine.visibility import Ranges, visible_ranges
 from szal.engine.workflow import ResolvedStep, ResolvedWorkflow, RetryPolicy
 from szal.spec.durations import format_duration
 
@@ -77,6 +79,7 @@ class CompiledWorkflow:
     runs: tuple[bool, ...]  # has a command of its own (else it only orders children)
     when: tuple[Condition | None, ...]
     when_refs: tuple[tuple[str, ...], ...]  # the steps a condition names
+    visible: tuple[Ranges, ...]  # the steps certain to have finished before it (visibility.py)
     timeout: tuple[float | None, ...]
     timeout_message: tuple[str | None, ...]
     retries: tuple[RetryPolicy, ...]
@@ -157,6 +160,7 @@ def compile_workflow(workflow: ResolvedWorkflow) -> CompiledWorkflow:
             group_of[i] = g
             pos[i] = p
     timeout = workflow.timeout
+    visible = visible_ranges(children, deps, group_of, members, modes, owners)
     return CompiledWorkflow(
         workflow=workflow,
         n=n,
@@ -171,6 +175,7 @@ def compile_workflow(workflow: ResolvedWorkflow) -> CompiledWorkflow:
         runs=tuple(s.command.script is not None or bool(s.command.argv()) for s in steps),
         when=tuple(s.when for s in steps),
         when_refs=tuple(when_refs),
+        visible=visible,
         timeout=tuple(s.timeout for s in steps),
         timeout_message=tuple(_timed_out(s.timeout_text, s.timeout) for s in steps),
         retries=tuple(s.retries for s in steps),

@@ -481,6 +481,8 @@ class PostgresStore:
             where.append(f"workflow = {arg(query.workflow)}")
         if query.namespace is not None:
             where.append(f"namespace = {arg(query.namespace)}")
+        if query.name is not None:
+            where.append(f"name = {arg(query.name)}")
         if query.phase is not None:
             where.append(f"phase = {arg(query.phase)}")
         if query.since is not None:

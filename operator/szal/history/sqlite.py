@@ -448,6 +448,9 @@ class SqliteStore:
         if query.namespace is not None:
             where.append("namespace = ?")
             args.append(query.namespace)
+        if query.name is not None:
+            where.append("name = ?")
+            args.append(query.name)
         if query.phase is not None:
             where.append("phase = ?")
             args.append(query.phase)

@@ -95,6 +95,7 @@ class RunQuery:
 
     workflow: str | None = None
     namespace: str | None = None
+    name: str | None = None
     phase: str | None = None
     since: float | None = None
     until: float | None = None

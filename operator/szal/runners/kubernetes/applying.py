@@ -48,6 +48,7 @@ from enum import Enum
 from typing import Any
 
 from szal.engine.actions import AttemptRef, Launch, Observation, Plan, Stop
+from szal.engine.compiled import CompiledWorkflow
 from szal.engine.environment import step_environment
 from szal.engine.state import RunState
 from szal.engine.workflow import ResolvedWorkflow
@@ -130,8 +131,12 @@ class PlanApplier:
         settings: ReconcilerSettings,
         clock: Callable[[], float],
         ref: RunRef,
+        *,
+        on_write_error: Callable[[ApiError, str], None] | None = None,
     ) -> None:
         self.client = client
+        self.on_write_error = on_write_error
+        """Told every transient create error (the cluster's health, health.py)."""
         self.settings = settings
         self.clock = clock
         self.ref = ref
@@ -175,7 +180,7 @@ class PlanApplier:
 
     # --- applying -------------------------------------------------------------
 
-    async def apply(self, plan: Plan, workflow: ResolvedWorkflow, state: RunState) -> None:
+    async def apply(self, plan: Plan, workflow: CompiledWorkflow, state: RunState) -> None:
         """Create what ``plan`` launches (and retry earlier refusals), delete what it stops."""
         launches = [a for a in plan.actions if isinstance(a, Launch)]
         stops = [a for a in plan.actions if isinstance(a, Stop)]
@@ -199,7 +204,7 @@ class PlanApplier:
         return "jobs" if self.launcher_of(ref.step) == "Job" else "pods"
 
     def _manifest(
-        self, launch: Launch, workflow: ResolvedWorkflow, state: RunState
+        self, launch: Launch, workflow: CompiledWorkflow, state: RunState
     ) -> tuple[str, str, dict[str, Any]]:
         """(resource plural, object name, manifest) for an attempt."""
         ref = launch.ref
@@ -230,7 +235,7 @@ class PlanApplier:
             state.steps[ref.step].pod_name = name
         return plural, name, manifest
 
-    async def _launch(self, launch: Launch, workflow: ResolvedWorkflow, state: RunState) -> None:
+    async def _launch(self, launch: Launch, workflow: CompiledWorkflow, state: RunState) -> None:
         plural, name, manifest = self._manifest(launch, workflow, state)
         try:
             await self.client.create(
@@ -246,6 +251,8 @@ class PlanApplier:
                 self._launch_failed(launch, f"cannot create {plural[:-1]} {name}: {error}")
                 return
             self._retries[launch.ref] = launch
+            if refusal is CreateRefusal.TRANSIENT and self.on_write_error is not None:
+                self.on_write_error(error, f"creating {plural[:-1]} {name}")
             if refusal is CreateRefusal.QUOTA:
                 self._observations.append(
                     Observation(launch.ref, "Pending", self.clock(), message=error.message)

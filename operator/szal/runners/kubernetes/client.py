@@ -169,6 +169,10 @@ class ApiClient:
     max_connections: int = 64
     writes: Counter[tuple[str, str]] = field(default_factory=Counter)
     """Write requests sent, by (verb, resource), e.g. ``("create", "pods")``."""
+    last_answer_bytes: int = 0
+    """Length of the latest successful answer's body: read it right after the
+    ``await`` that returned it (no other task runs in between); the reconciler
+    learns its run object's size from it without serializing the object."""
     _session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> ApiClient:
@@ -260,6 +264,7 @@ class ApiClient:
                         except ValueError:
                             payload = {"message": text[:500]}
                     if response.status < 400:
+                        self.last_answer_bytes = len(text)
                         return payload
                     renew = response.status == 401 and creds.refresher is not None
                     if renew and not renewed:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 
 from szal.runners.kubernetes.client import ApiClient
 from szal.runners.kubernetes.events import EventPoster
+from szal.runners.kubernetes.health import WriteErrorKind
 
 
 def peak_rss_bytes() -> int:
@@ -50,6 +51,8 @@ class OperatorCollector(Collector):
     passes: Callable[[], int]
     active_runs: Callable[[], int]
     leader: Callable[[], bool] = lambda: True
+    write_errors: Callable[[], Mapping[WriteErrorKind, int]] = dict
+    """Failing writes by kind (:mod:`szal.runners.kubernetes.health`)."""
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         writes = CounterMetricFamily(
@@ -60,6 +63,15 @@ class OperatorCollector(Collector):
         for (verb, res), count in sorted(self.client.writes.items()):
             writes.add_metric([verb, res], count)
         yield writes
+        errors = CounterMetricFamily(
+            "szal_api_write_errors",
+            "API writes that failed for a cluster-wide reason, by kind (etcd-space-exceeded, "
+            "throttled, server-error, unreachable)",
+            labels=["kind"],
+        )
+        for kind, count in sorted(self.write_errors().items()):
+            errors.add_metric([kind.value], count)
+        yield errors
         yield CounterMetricFamily(
             "szal_reconcile_passes", "Reconcile passes over all runs", value=self.passes()
         )

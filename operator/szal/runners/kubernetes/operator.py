@@ -303,6 +303,7 @@ class Operator:
                 events=events,
                 leader=lambda: self.leading,
                 passes=lambda: self.runtime.passes if self.runtime else 0,
+                write_errors=lambda: self.runtime.health.counts if self.runtime else {},
                 active_runs=lambda: sum(
                     1 for m in self.mailboxes.values() if m.task and not m.task.done()
                 ),

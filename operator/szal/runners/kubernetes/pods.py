@@ -27,6 +27,17 @@ Decisions:
   kubelet copies it (4 KiB) into the pod status, where the operator reads it
   (DESIGN.md section 4). The default path is stated explicitly so the
   contract is visible in the manifest.
+* **Context.** A ``SZAL_CONTEXT`` longer than 32 KiB
+  (:data:`~szal.engine.environment.CONTEXT_ENV_LIMIT`) does not go into the
+  env (a Pod whose variables pass Linux's 128 KiB per variable cannot
+  start, and every byte of the env is stored in etcd with each pod
+  version): it goes into the annotation ``szal.dev/context``, which a
+  ``downwardAPI`` volume projects read-only at
+  ``/var/run/szal/context/context.json``, named by ``SZAL_CONTEXT_FILE``.
+  An annotation rather than a ConfigMap: no extra object to write, own and
+  clean up, and no extra RBAC. Annotations are limited to 256 KiB together;
+  a context past that is refused by the API server and the attempt fails
+  with its message.
 * **Commands** keep Kubernetes semantics: ``command`` replaces the image's
   entrypoint, ``args`` alone only its arguments, ``script`` runs as
   ``sh -c <script>``. Params never reach the command text, only the env.
@@ -55,6 +66,7 @@ from collections.abc import Mapping
 from typing import Any, Final, TypedDict
 
 from szal.engine.actions import AttemptRef
+from szal.engine.environment import deliver_context
 from szal.engine.workflow import Command, ResolvedStep
 from szal.spec import API_VERSION
 
@@ -67,6 +79,10 @@ LABEL_ROLLBACK: Final = "szal.dev/rollback"
 
 CONTAINER_NAME: Final = "step"
 TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
+CONTEXT_ANNOTATION: Final = "szal.dev/context"
+CONTEXT_VOLUME: Final = "szal-context"
+CONTEXT_DIR: Final = "/var/run/szal/context"
+CONTEXT_FILE: Final = "context.json"
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
 GPU_TOLERATION: Final = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
@@ -162,6 +178,10 @@ def _container(
             container["args"] = list(command.args)
     merged = {**dict(command.env), **env, "SZAL_OUTPUTS": TERMINATION_MESSAGE_PATH}
     container["env"] = [{"name": k, "value": v} for k, v in merged.items()]
+    if "SZAL_CONTEXT_FILE" in env:
+        container["volumeMounts"] = [
+            {"name": CONTEXT_VOLUME, "mountPath": CONTEXT_DIR, "readOnly": True}
+        ]
     resources: dict[str, dict[str, Any]] = {}
     for key, value in (("cpu", step.cpu), ("memory", step.memory)):
         if value is not None:
@@ -184,8 +204,26 @@ def _pod_metadata(step: ResolvedStep, labels: Mapping[str, str]) -> dict[str, An
     return metadata
 
 
+def _context_delivery(env: Mapping[str, str], metadata: dict[str, Any]) -> dict[str, str]:
+    """``env`` to put in the container; a long context moved into ``metadata``'s annotation."""
+    delivered, context = deliver_context(dict(env), f"{CONTEXT_DIR}/{CONTEXT_FILE}")
+    if context is not None:
+        metadata.setdefault("annotations", {})[CONTEXT_ANNOTATION] = context
+    return delivered
+
+
+def _context_volume() -> dict[str, Any]:
+    field = {"fieldPath": f"metadata.annotations['{CONTEXT_ANNOTATION}']"}
+    return {
+        "name": CONTEXT_VOLUME,
+        "downwardAPI": {"items": [{"path": CONTEXT_FILE, "fieldRef": field}]},
+    }
+
+
 def _pod_spec(step: ResolvedStep, container: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if "volumeMounts" in container:
+        spec["volumes"] = [_context_volume()]
     options = step.pod
     node_selector: dict[str, str] = dict(options.node_selector or {}) if options else {}
     tolerations: list[dict[str, Any]] = (
@@ -230,6 +268,7 @@ def build_pod(
     """
     labels = attempt_labels(run["name"], ref)
     metadata = _pod_metadata(step, labels)
+    env = _context_delivery(env, metadata)
     metadata["name"] = attempt_name(run["name"], ref.step, ref.attempt, ref.rollback)
     metadata["namespace"] = run["namespace"]
     metadata["ownerReferences"] = [owner_reference(run)]
@@ -252,6 +291,7 @@ def build_job(
     """The Job that runs one attempt of ``step`` (``launcher: Job``); see :func:`build_pod`."""
     labels = attempt_labels(run["name"], ref)
     template_metadata = _pod_metadata(step, labels)
+    env = _context_delivery(env, template_metadata)
     metadata: dict[str, Any] = {
         "name": attempt_name(run["name"], ref.step, ref.attempt, ref.rollback),
         "namespace": run["namespace"],

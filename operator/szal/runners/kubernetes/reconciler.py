@@ -66,8 +66,9 @@ from szal.engine.workflow import ResolvedWorkflow
 from szal.runners.kubernetes import finalizing
 from szal.runners.kubernetes.applying import PlanApplier
 from szal.runners.kubernetes.client import ApiError, Conflict, NotFound
-from szal.runners.kubernetes.events import RunRef
+from szal.runners.kubernetes.events import Note, RunRef
 from szal.runners.kubernetes.finalizing import RunLifecycle
+from szal.runners.kubernetes.health import API_WRITE_FAILING, advice, classify_write_error
 from szal.runners.kubernetes.observing import observe, vanished
 from szal.runners.kubernetes.pinning import Refusal, RunRefused, pin_run
 from szal.runners.kubernetes.runtime import Mailbox, Runtime, patch_run_status, run_path
@@ -129,7 +130,17 @@ class RunReconciler:
         self._seen: dict[AttemptRef, str] = {}  # attempts whose pod we saw: pod name
         self._suspects: set[AttemptRef] = set()  # running at restore: gone if no pod
         self._first_restore = True
-        self.applier = PlanApplier(runtime.client, runtime.settings, runtime.clock, self.ref)
+        self._unwritten: set[str] = set()  # changed step records not written yet
+        self._pending_since: float | None = None  # the oldest unwritten change
+        self._written_phase: str | None = None
+        self._object_bytes = 0  # the run object's size, from the latest answer
+        self.applier = PlanApplier(
+            runtime.client,
+            runtime.settings,
+            runtime.clock,
+            self.ref,
+            on_write_error=self._write_failed,
+        )
         self.lifecycle = RunLifecycle(runtime, mailbox, self.ref)
 
     # --- the loop -----------------------------------------------------------
@@ -139,6 +150,7 @@ class RunReconciler:
         try:
             await self._loop()
         finally:
+            self.runtime.health.forget(self.ref.uid)
             await self.lifecycle.close()
 
     async def _loop(self) -> None:
@@ -164,13 +176,17 @@ class RunReconciler:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.exception(
-                    "reconciling %s/%s failed; retrying in %.1fs",
-                    self.ref.namespace,
-                    self.ref.name,
-                    delay,
-                )
+            except Exception as error:
+                if classify_write_error(error) is not None:
+                    # The cluster is unwell: counted, logged once a minute per kind.
+                    self._write_failed(error, f"reconciling (retrying in {delay:.1f}s)")
+                else:
+                    logger.exception(
+                        "reconciling %s/%s failed; retrying in %.1fs",
+                        self.ref.namespace,
+                        self.ref.name,
+                        delay,
+                    )
                 wake_at = self.runtime.clock() + delay
                 delay = min(delay * 2, self.runtime.settings.max_retry_delay)
                 await self._reset(refetch=False)
@@ -180,6 +196,16 @@ class RunReconciler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.mailbox.wake.wait(), timeout)
 
+    def _write_failed(self, error: BaseException, what: str) -> None:
+        """A write failed for a cluster-wide reason: count, log (rarely), warn on the run."""
+        health = self.runtime.health
+        kind = health.failed(error, f"run {self.ref.namespace}/{self.ref.name}: {what}")
+        if kind is not None and health.should_note(self.ref.uid, kind):
+            message = f"{what}: {advice(kind)}: {error}"
+            self.runtime.events.note(
+                self.ref, Note(API_WRITE_FAILING, message, self.runtime.clock())
+            )
+
     async def _reset(self, refetch: bool = True) -> None:
         """Forget everything in memory; the next pass restores from status + pods."""
         self.state = None
@@ -187,6 +213,8 @@ class RunReconciler:
         self.planner = None
         self._fed.clear()
         self._suspects.clear()
+        self._unwritten.clear()
+        self._pending_since = None
         self.applier.forget_observations()
         if refetch:
             body = await self.runtime.client.get(run_path(self.ref))
@@ -264,7 +292,7 @@ class RunReconciler:
                     cancel=cancel,
                 ),
             )
-        await self.applier.apply(plan, self.workflow, self.state)
+        await self.applier.apply(plan, self.planner.compiled, self.state)
         changed = set(plan.changed_steps)
         for name in changed:
             # A succeeded step's pod is found by its labels; dropping the name
@@ -272,8 +300,16 @@ class RunReconciler:
             record = self.state.steps[name]
             if record.phase is StepPhase.SUCCEEDED:
                 record.pod_name = None
-        if changed or plan.run_changed or generation_changed or self._write_pin:
-            await self._write_status(changed)
+        self._unwritten |= changed
+        dirty = changed or plan.run_changed or generation_changed or self._write_pin
+        if dirty and self._pending_since is None:
+            self._pending_since = now
+        write_at = await self._write_when_due(now)
+        wake_at: float | None
+        if write_at is not None:
+            wake_at = write_at if plan.wake_at is None else min(plan.wake_at, write_at)
+        else:
+            wake_at = plan.wake_at
         if plan.transitions:
             self.runtime.events.emit(self.ref, plan.transitions)
             if self.runtime.observer is not None:
@@ -282,7 +318,6 @@ class RunReconciler:
                 self.runtime.history.record(
                     self.ref, body, self.workflow, self._definition, self.state, plan.transitions
                 )
-        wake_at = plan.wake_at
         if self.applier.retrying:
             retry_at = now + self.runtime.settings.quota_retry_delay
             wake_at = retry_at if wake_at is None else min(wake_at, retry_at)
@@ -450,6 +485,26 @@ class RunReconciler:
 
     # --- status -------------------------------------------------------------
 
+    async def _write_when_due(self, now: float) -> float | None:
+        """Write the unwritten changes if the budget allows; else when to try again.
+
+        See :mod:`szal.runners.kubernetes.coalescing`: small run objects,
+        terminal phases, phase changes and the first write go at once.
+        """
+        assert self.state is not None
+        if self._pending_since is None:
+            return None
+        budget = self.runtime.write_budget
+        assert budget is not None
+        phase = self.state.phase.value
+        urgent = self._write_pin or self.state.phase.is_terminal or phase != self._written_phase
+        due = budget.due(self._object_bytes, self._pending_since, now, urgent=urgent)
+        if due > now:
+            return due
+        await self._write_status(self._unwritten)
+        budget.spend(self._object_bytes, now)
+        return None
+
     async def _write_status(self, changed: set[str]) -> None:
         assert self.state is not None
         patch = status_merge_patch(self.state, changed)
@@ -457,7 +512,11 @@ class RunReconciler:
             patch["pinnedSpec"] = self._pinned_text
             patch["steps"] = {n: s.to_status() for n, s in self.state.steps.items()}
         answer = await patch_run_status(self.runtime.client, self.mailbox, patch)
+        self._object_bytes = self.runtime.client.last_answer_bytes
         self._write_pin = False
+        self._unwritten = set()
+        self._pending_since = None
+        self._written_phase = self.state.phase.value
         if answer:
             self.mailbox.post_run(answer, significant=False)
 

@@ -21,7 +21,9 @@ from szal.engine.actions import Transition
 from szal.engine.state import RunState
 from szal.engine.workflow import ResolvedWorkflow
 from szal.runners.kubernetes.client import ApiClient, JsonDict, group_path
+from szal.runners.kubernetes.coalescing import CoalescingSettings, WriteBudget
 from szal.runners.kubernetes.events import EventPoster, RunRef
+from szal.runners.kubernetes.health import ApiHealth
 from szal.runners.kubernetes.observing import PodView
 from szal.spec import API_VERSION
 
@@ -47,6 +49,9 @@ class ReconcilerSettings:
     """Seconds a finished run may wait for its history to be archived before it
     shows ``HistoryArchived=False``, and a requested deletion before the history
     finalizer is released anyway (see :mod:`szal.runners.kubernetes.finalizing`)."""
+    coalescing: CoalescingSettings = field(default_factory=CoalescingSettings)
+    """How status writes of big run objects are spread out under a byte budget
+    (:mod:`szal.runners.kubernetes.coalescing`)."""
 
 
 TransitionObserver = Callable[
@@ -107,6 +112,14 @@ class Runtime:
     clock: Callable[[], float] = time.time
     passes: int = 0
     """Reconcile passes done, all runs (for metrics)."""
+    health: ApiHealth = field(default_factory=ApiHealth)
+    """Failing writes by kind: counted, logged at most once a minute per kind."""
+    write_budget: WriteBudget | None = None
+    """The status-write budget all runs share; made from ``settings`` when None."""
+
+    def __post_init__(self) -> None:
+        if self.write_budget is None:
+            self.write_budget = WriteBudget(self.settings.coalescing)
 
 
 @dataclass

@@ -18,6 +18,10 @@ The local runner calls :func:`start_process` for every Launch. Decisions:
   empty means no outputs; otherwise it must be a JSON object of at most
   4 KiB (a Pod's termination message limit), else the attempt fails with a
   message saying why, whatever its exit code.
+- **Context**: a ``SZAL_CONTEXT`` longer than
+  :data:`~szal.engine.environment.CONTEXT_ENV_LIMIT` is written to
+  ``context.json`` next to the outputs file and named by
+  ``SZAL_CONTEXT_FILE`` instead (Linux refuses one variable over 128 KiB).
 - **Exit codes** of processes killed by a signal are reported as 128 + the
   signal number (137 for SIGKILL), as a container runtime reports them.
   A command that cannot be executed is exit code 127 (not found) or 126.
@@ -36,6 +40,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from szal.engine.environment import deliver_context
 
 OUTPUTS_LIMIT = 4096
 #: Captured output kept per attempt; beyond it the head is dropped.
@@ -152,12 +158,19 @@ async def start_process(
     cwd: Path | None = None,
     tmp_root: Path | None = None,
 ) -> LocalProcess:
-    """Start ``argv`` in a new session with ``SZAL_OUTPUTS`` pointing at a fresh file."""
+    """Start ``argv`` in a new session with ``SZAL_OUTPUTS`` pointing at a fresh file.
+
+    A long ``SZAL_CONTEXT`` in ``env`` is handed over as ``context.json`` in
+    the attempt's directory (``SZAL_CONTEXT_FILE``).
+    """
     directory = Path(tempfile.mkdtemp(prefix="szal-attempt-", dir=tmp_root))
     outputs_path = directory / "outputs.json"
     outputs_path.touch()
     log_path = directory / "output.log"
-    full_env = {**env, "SZAL_OUTPUTS": str(outputs_path)}
+    delivered, context = deliver_context(dict(env), str(directory / "context.json"))
+    if context is not None:
+        (directory / "context.json").write_text(context, encoding="utf-8")
+    full_env = {**delivered, "SZAL_OUTPUTS": str(outputs_path)}
     handle = LocalProcess(None, directory, outputs_path, log_path)
     if not argv:
         handle.start_error = Exited(127, "step has no command or script")

@@ -201,7 +201,7 @@ class LocalRunner:
         env = dict(self._base_env)
         env.update(
             step_environment(
-                self.workflow,
+                self.session.compiled,
                 self.state,
                 launch.ref.step,
                 launch.ref.attempt,
