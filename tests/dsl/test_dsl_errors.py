@@ -77,7 +77,11 @@ class TestNames:
     @pytest.mark.parametrize(
         ("source", "column", "message"),
         [
-            ("foo.bar", 1, "unknown name 'foo' at line 1, column 1: expected params, steps or run"),
+            (
+                "foo.bar",
+                1,
+                "unknown name 'foo' at line 1, column 1: expected params, steps, run or matrix",
+            ),
             ("params.a && env == 'x'", 13, "unknown name 'env'"),
             ("Params.a", 1, "unknown name 'Params'"),
             ("steps", 1, "'steps' needs a step name"),

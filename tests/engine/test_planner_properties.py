@@ -1,18 +1,20 @@
 """Property tests: the planner over random workflows, failures, timeouts, restarts.
 
 Hypothesis draws a workflow (a random DAG, or Sequential / Parallel /
-Hierarchical shapes) with random retries, timeouts, triggers, conditions
-and compensations, and sometimes finally steps (a Dag of their own in Dag
-mode, conditions on ``run.phase`` and main steps), a random outcome for
-every attempt (success, failure, hang), random suspend windows, an optional
-cancel (sometimes skipping the finally steps), and random restart
-points (status saved -> RunState.from_status -> attached to the compiled
-workflow (a new session) -> every known
-observation again, sometimes from the status saved one call earlier). The
-simulated executor carries it out in virtual time. Invariants:
+Hierarchical shapes) with random retries, timeouts, triggers, conditions,
+compensations and matrices (a step fanned out to instances), and sometimes
+finally steps (a Dag of their own in Dag mode, conditions on ``run.phase``
+and main steps), a random outcome for every attempt (success, failure,
+hang), random suspend windows, an optional cancel (sometimes skipping the
+finally steps), and random restart points (status saved ->
+RunState.from_status -> attached to the compiled workflow (a new session)
+-> every known observation again, sometimes from the status saved one call
+earlier). The simulated executor carries it out in virtual time. Invariants:
 
 * no step starts before its dependencies are done (Dag All / Any,
-  Sequential predecessor, Hierarchical parent);
+  Sequential predecessor, Hierarchical parent; a matrix dependency is done
+  when all its instances are);
+* a matrix never has more instances running than its own maxParallel;
 * attempts never exceed limit + 1;
 * every run reaches a terminal phase with every step terminal;
 * compensations run one at a time, in reverse order of completion, for
@@ -69,6 +71,14 @@ def workflows(draw: st.DrawFn) -> dict[str, Any]:
         if upstream and draw(st.integers(0, 3)) == 0:
             ref = draw(st.sampled_from(upstream))
             s["when"] = f"steps.{ref}.exitCode == 0 || steps.{ref}.phase == 'Skipped'"
+        if draw(st.integers(0, 3)) == 0:
+            # A matrix: its instances fan out as s<i>-0, s<i>-1, ...
+            matrix: dict[str, Any] = {"params": {"x": list(range(draw(st.integers(1, 4))))}}
+            if draw(st.booleans()):
+                matrix["maxParallel"] = draw(st.integers(1, 2))
+            if draw(st.booleans()):
+                matrix["include"] = [{"x": 9}]
+            s["matrix"] = matrix
         return s
 
     steps: list[dict[str, Any]] = []
@@ -97,6 +107,7 @@ def workflows(draw: st.DrawFn) -> dict[str, Any]:
                 node = next(s for s in _walk(top) if s["name"] == names[i])
                 node["steps"] = kids
                 node["mode"] = child_modes[i]
+                node.pop("matrix", None)  # a matrix step has no children
         steps = top
     else:
         for i in range(n):
@@ -164,10 +175,13 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         # spec.timeout does not bound finally steps: only their own timeout does.
         can_hang = "timeout" in s or ("timeout" in spec and not s["name"].startswith("f"))
         kinds = ["Succeeded", "Succeeded", "Failed"] + (["Hang"] if can_hang else [])
-        outcomes[s["name"]] = [
-            Outcome(draw(st.sampled_from(kinds)), draw(st.sampled_from([0.5, 1.0, 3.0])))
-            for _ in range(3)
-        ]
+        matrix = s.get("matrix")
+        count = len(matrix["params"]["x"]) + len(matrix.get("include", [])) if matrix else 0
+        for name in [s["name"], *(f"{s['name']}-{k}" for k in range(count))]:
+            outcomes[name] = [
+                Outcome(draw(st.sampled_from(kinds)), draw(st.sampled_from([0.5, 1.0, 3.0])))
+                for _ in range(3)
+            ]
     comp_fail = draw(st.sets(st.sampled_from(sorted(outcomes))))
     return {
         "spec": spec,
@@ -191,7 +205,10 @@ def check_ready(sim: Simulator, plan: Plan) -> None:
         if step.parent is not None:
             assert recs[step.parent].phase is StepPhase.SUCCEEDED
         if step.depends_on:
-            done = [recs[d].phase.is_terminal for d in step.depends_on]
+            # A matrix dependency is done when all its instances are.
+            done = [
+                all(recs[n].phase.is_terminal for n in _subtree(wf, d)) for d in step.depends_on
+            ]
             if step.trigger == "Any":
                 assert any(recs[d].phase is StepPhase.SUCCEEDED for d in step.depends_on)
             else:
@@ -205,6 +222,11 @@ def check_ready(sim: Simulator, plan: Plan) -> None:
             position = siblings.index(step.name)
             for earlier in siblings[:position]:
                 assert all(recs[n].phase.is_terminal for n in _subtree(wf, earlier))
+    for fan_out in wf.steps:
+        limit = fan_out.matrix_max_parallel
+        if limit is not None:
+            running = [c for c in fan_out.children if recs[c].phase is StepPhase.RUNNING]
+            assert len(running) <= limit, (fan_out.name, running)
     running_comps = [
         r for r in recs.values() if r.rollback and r.rollback.phase is StepPhase.RUNNING
     ]

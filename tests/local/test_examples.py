@@ -33,6 +33,8 @@ def test_every_example_is_tested() -> None:
         "workflowrun",
         "versioned",
         "finally",
+        "matrix-cross-product",
+        "matrix-foreach",
     }
     assert {p.stem for p in EXAMPLES.glob("*.yaml")} == tested
 
@@ -181,3 +183,66 @@ def test_gpu_step_without_gpus(
     assert result.out == ""
     assert "gpu-step.yaml" in result.err
     assert "step 'train': resources.gpu.count" in result.err
+
+
+def test_matrix_cross_product(szal_inline: Szal, db: Path) -> None:
+    result = szal_inline(
+        "run", "--db", db, "--json", "--name", "mx", EXAMPLES / "matrix-cross-product.yaml"
+    )
+    assert result.code == 0, result.err
+    status = result.status
+    steps = status["steps"]
+    assert status["progress"] == "7/7"
+    assert list(steps) == ["train", *(f"train-{k}" for k in range(5)), "report"]
+    assert steps["train"]["attempts"] == 0
+    assert steps["train"]["message"] == "fanned out to 5 instances"
+    assert [steps[f"train-{k}"].get("outputs") for k in range(4)] == [
+        {"lr": 0.1, "batch": 32},
+        {"lr": 0.1, "batch": 64},
+        {"lr": 0.01, "batch": 32},
+        {"lr": 0.01, "batch": 64},
+    ]
+    assert (steps["train-4"]["phase"], steps["train-4"]["message"]) == (
+        "Skipped",
+        "condition not met",
+    )
+    instances = [steps[f"train-{k}"] for k in range(4)]
+    # matrix.maxParallel 2: no instant has three instances running.
+    for probe in instances:
+        at = probe["startedAt"]
+        running = [s for s in instances if s["startedAt"] <= at < s["finishedAt"]]
+        assert len(running) <= 2
+    assert steps["report"]["startedAt"] >= max(s["finishedAt"] for s in instances)
+    logs = szal_inline("show", "--db", db, "mx", "--logs", "report")
+    assert logs.out.splitlines() == [
+        "lr=0.1 batch=32",
+        "lr=0.1 batch=64",
+        "lr=0.01 batch=32",
+        "lr=0.01 batch=64",
+    ]
+
+
+def test_matrix_foreach(szal_inline: Szal, db: Path) -> None:
+    example = EXAMPLES / "matrix-foreach.yaml"
+    result = szal_inline("run", "--db", db, "--json", example)
+    assert result.code == 0, result.err
+    steps = result.status["steps"]
+    assert phases(result) == dict.fromkeys(
+        ["deploy", "deploy-0", "deploy-1", "deploy-2", "verify"], "Succeeded"
+    )
+    assert [steps[f"deploy-{k}"]["outputs"]["region"] for k in range(3)] == ["eu", "us", "ap"]
+    # Instances run in parallel inside a Sequential workflow; verify waits for all.
+    assert steps["deploy-2"]["startedAt"] < steps["deploy-0"]["finishedAt"]
+    assert steps["verify"]["startedAt"] >= max(steps[f"deploy-{k}"]["finishedAt"] for k in range(3))
+    broken = szal_inline("run", "--db", db, "--json", example, "-p", 'regions=["eu", "broken"]')
+    assert broken.code == 1
+    steps = broken.status["steps"]
+    assert (steps["deploy-1"]["phase"], steps["deploy-1"]["exitCode"]) == ("Failed", 3)
+    assert (steps["verify"]["phase"], steps["verify"]["message"]) == (
+        "Skipped",
+        "prior step failed",
+    )
+    assert broken.status["phase"] == "Failed"
+    refused = szal_inline("run", "--db", db, example, "-p", 'regions="eu"')
+    assert refused.code == 2
+    assert "step 'deploy': forEach: forEach over a non-list" in refused.err

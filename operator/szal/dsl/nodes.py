@@ -38,7 +38,7 @@ from .semantics import (
     truthy,
 )
 
-Root = typing.Literal["params", "steps", "run"]
+Root = typing.Literal["params", "steps", "run", "matrix"]
 Operator = typing.Literal["==", "!=", "<", "<=", ">", ">=", "in", "not in", "contains"]
 Position = tuple[int, int]
 """1-based (line, column) of a token in the condition's source."""

@@ -42,7 +42,7 @@ Decisions:
   error pointing at the backslash, not a silent literal.
 * Every error is a :class:`~szal.dsl.ConditionError` whose message reads
   ``<what> at line L, column C[: <hint>]``, e.g. ``unknown name 'foo' at
-  line 1, column 1: expected params, steps or run``.
+  line 1, column 1: expected params, steps, run or matrix``.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ CACHE_SIZE: Final = 1024
 
 STEP_FIELDS: Final = ("phase", "outputs", "exitCode", "attempts")
 RUN_FIELDS: Final = ("name", "namespace", "phase", "failedSteps")
-ROOTS: Final = ("params", "steps", "run")
+ROOTS: Final = ("params", "steps", "run", "matrix")
 
 # The usual C escapes plus those of JSON (\b, \f, \/), so a JSON string pastes as is.
 _ESCAPES: Final = {
@@ -328,9 +328,16 @@ def _reference(variable: Variable) -> Reference:
     """The checked reference a name chain makes, or _Invalid saying why not."""
     root, keys, positions = variable.root, variable.keys, variable.positions
     if root not in ROOTS:
-        raise _Invalid(f"unknown name {root!r}", positions[0], "expected params, steps or run")
+        raise _Invalid(
+            f"unknown name {root!r}", positions[0], "expected params, steps, run or matrix"
+        )
     if not keys or not isinstance(keys[0], str):
-        what = {"params": "a param", "steps": "a step", "run": "a field"}[root]
+        what = {
+            "params": "a param",
+            "steps": "a step",
+            "run": "a field",
+            "matrix": "a matrix param",
+        }[root]
         raise _Invalid(
             f"{root!r} needs {what} name",
             positions[1] if keys else positions[0],
@@ -339,6 +346,8 @@ def _reference(variable: Variable) -> Reference:
     name = keys[0]
     if root == "params":
         return Reference("params", name, None)
+    if root == "matrix":  # a matrix instance's own value (szal.engine.matrices)
+        return Reference("matrix", name, None)
     if root == "run":
         if name not in RUN_FIELDS:
             raise _Invalid(

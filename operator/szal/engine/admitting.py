@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from szal.engine.checks import validate_workflow
 from szal.engine.issues import Known, SpecIssue, WorkflowInvalid
+from szal.engine.matrices import expansion_issues
 from szal.engine.migrations import MigrationError, upgrade
 from szal.engine.shapes import issues_past_shape, shown_value
 from szal.engine.validation import validate_run_params
@@ -135,6 +136,8 @@ def admit(
     if definition is not None:
         resolved, param_issues = _params(definition.spec, params or {})
         issues.extend(param_issues)
+    if definition is not None and not issues:
+        issues.extend(expansion_issues(definition.spec, resolved))
     if issues or definition is None:
         return Refused(tuple(issues))
     workflow_name = name or (definition.metadata.name if definition.metadata else None)

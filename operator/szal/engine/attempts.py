@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from szal.engine.actions import AttemptRef, Launch, Observation, Stop
+from szal.engine.matrices import Pools
 from szal.engine.phases import StepPhase
 from szal.spec.durations import format_duration
 
@@ -56,6 +57,7 @@ class Attempts:
         "_index",
         "_max_parallel",
         "_names",
+        "_pools",
         "_queue",
         "_rec",
         "_retries",
@@ -88,6 +90,10 @@ class Attempts:
         self._timeout_message = compiled.timeout_message
         self._retries = compiled.retries
         self._max_parallel = compiled.max_parallel
+        # Each matrix's own maxParallel (szal.engine.matrices).
+        self._pools = Pools(
+            compiled.parent, [s.matrix_max_parallel or 0 for s in compiled.steps], recs, _RUNNING
+        )
         self.retry_heap: list[tuple[float, int, int]] = []  # (retry_at, step, attempt)
         self.timeout_heap: list[tuple[float, int, int]] = []  # (deadline, step, attempt)
         running = 0
@@ -128,20 +134,36 @@ class Attempts:
         if timeout is not None:
             heapq.heappush(self.timeout_heap, (now + timeout, i, rec.attempts))
 
+    @property
+    def holding(self) -> bool:
+        """Whether ready matrix instances wait for their matrix's own slot."""
+        return self._pools.holding
+
     def launch(self, now: float) -> None:
         """Start due retries, then ready steps, while ``maxParallel`` allows."""
         limit = self._max_parallel
         recs = self._rec
         heap = self.retry_heap
+        pools = self._pools
+        blocked: list[tuple[float, int, int]] = []  # due retries of a matrix at its cap
         while heap and heap[0][0] <= now and self.running < limit:
-            _, i, attempt = heapq.heappop(heap)
+            entry = heapq.heappop(heap)
+            _, i, attempt = entry
             rec = recs[i]
             if rec.phase is _WAITING and rec.attempts == attempt:
-                self._start(i, now)
+                if pools.may_start(i, hold=False):
+                    self._start(i, now)
+                else:
+                    blocked.append(entry)
+        for entry in blocked:
+            heapq.heappush(heap, entry)
         queue = self._queue
+        pools = self._pools
+        if pools.holding:
+            pools.release(queue)
         while queue and self.running < limit:
             i = heapq.heappop(queue)
-            if recs[i].phase is _PENDING:
+            if recs[i].phase is _PENDING and pools.may_start(i):
                 self._start(i, now)
 
     def _fail(
@@ -281,6 +303,19 @@ class Attempts:
             at, i, attempt = heap[0]
             rec = recs[i]
             if rec.phase is _WAITING and rec.attempts == attempt:
-                return at if self.running < self._max_parallel else None
+                if self.running >= self._max_parallel:
+                    return None
+                if self._pools.full(i):
+                    # Its matrix is at its cap (an instance's end wakes the run):
+                    # the earliest other retry that could start.
+                    free = [
+                        e[0]
+                        for e in heap
+                        if recs[e[1]].phase is _WAITING
+                        and recs[e[1]].attempts == e[2]
+                        and not self._pools.full(e[1])
+                    ]
+                    return min(free) if free else None
+                return at
             heapq.heappop(heap)
         return None

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 from szal.dsl import ConditionError, compile_condition
 from szal.engine.issues import EVERYTHING, Known, SpecIssue
+from szal.engine.matrices import default_issues, matrix_issues, matrix_keys
 from szal.engine.shapes import duration_problem
 from szal.spec import Retries, Step, StepTemplate, WorkflowSpec, parse_duration
 
@@ -244,12 +245,14 @@ def validate_workflow(
         _check_wiring(issues, spec, node, by_name, group_names, known)
         _check_policies(issues, node)
         _check_running(issues, node, template)
+        issues.extend(matrix_issues(node.step, node.path, param_names))
         if gpus_available is not None:
             _check_gpus(issues, node, template, gpus_available)
         when = node.step.when
         if when is not None and when.strip():
             issues.extend(_check_when(node, by_name, param_names, known))
     _check_cycles(issues, nodes)
+    issues.extend(default_issues(spec))
     return issues
 
 
@@ -324,6 +327,9 @@ def _check_wiring(
 ) -> None:
     """Nesting, ``dependsOn`` and ``trigger`` of one step."""
     step = node.step
+    if node.final and (step.matrix is not None or step.for_each is not None):
+        field = "matrix" if step.matrix is not None else "forEach"
+        issues.append(_issue(node, field, "a finally step cannot fan out (matrix, forEach)"))
     if step.steps is not None and node.final:
         issues.append(_issue(node, "steps", "a finally step cannot have nested steps"))
     elif step.steps is not None and spec.mode != "Hierarchical":
@@ -497,4 +503,13 @@ def _check_when(
         ):
             only = " (only finally steps read it)" if ref.name in FINALLY_RUN_FIELDS else ""
             issues.append(_issue(node, "when", f"unknown run field {ref.name!r}{only}"))
+        elif ref.root == "matrix":
+            keys = matrix_keys(node.step)
+            if keys is None:
+                message = f"'matrix.{ref.name}' in a step without matrix or forEach"
+                issues.append(_issue(node, "when", message))
+            elif ref.name not in keys:
+                names = ", ".join(sorted(keys))
+                message = f"unknown matrix param {ref.name!r} (the matrix has: {names})"
+                issues.append(_issue(node, "when", message))
     return issues

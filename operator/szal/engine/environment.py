@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from szal.engine.compiled import CompiledWorkflow
+from szal.engine.matrices import fan_out_outputs
 from szal.engine.state import RunState
 from szal.engine.workflow import ResolvedWorkflow
 
@@ -68,10 +69,16 @@ def run_context(
         rec = state.steps.get(name)
         if rec is None or not rec.phase.is_terminal:
             continue
+        outputs: Any = rec.outputs if rec.outputs is not None else {}
+        step = workflow.steps[i]
+        if step.fan_out:  # a matrix: its instances' outputs, in order
+            outputs = fan_out_outputs(
+                [state.steps[c] for c in step.children], range(len(step.children))
+            )
         steps[name] = {
             "phase": rec.phase.value,
             "exitCode": rec.exit_code,
-            "outputs": rec.outputs if rec.outputs is not None else {},
+            "outputs": outputs,
         }
     return {"params": dict(workflow.params), "steps": steps}
 
@@ -109,6 +116,8 @@ def step_environment(
     for name, value in workflow.params.items():
         env[param_variable(name)] = _text(value)
     context = run_context(workflow, state, visible_steps(compiled, step, rollback=rollback))
+    if resolved.matrix is not None:
+        context["matrix"] = dict(resolved.matrix)
     env["SZAL_CONTEXT"] = json.dumps(context, separators=(",", ":"))
     if rollback:
         env["SZAL_ROLLBACK"] = "true"

@@ -309,7 +309,7 @@ class PlanSession:
             self._run_change(_R_RUNNING, now, "RunResumed", "")
         phase = state.phase
         if phase is _R_RUNNING:
-            if attempts.retry_heap or self._readiness.queue:
+            if attempts.retry_heap or self._readiness.queue or attempts.holding:
                 self._launch(now)
             if state.finished_count - self._finally_finished == self._main_n:
                 self._finish_run(now)

@@ -32,6 +32,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from szal.engine.compiled import DAG, PARALLEL, SEQUENTIAL
+from szal.engine.matrices import fan_out_message, fan_out_outputs
 from szal.engine.phases import RunPhase, StepPhase
 
 if TYPE_CHECKING:
@@ -334,7 +335,8 @@ class Readiness:
             session = self._session
             rec = session._step_change(i, _RUNNING, now, None)
             rec.started_at = now
-            session._step_change(i, _SUCCEEDED, now, None)
+            message = fan_out_message(len(self._children[i])) if compiled.steps[i].fan_out else None
+            session._step_change(i, _SUCCEEDED, now, message)
             session._terminal(i, now)
             return
         heapq.heappush(self.queue, i)
@@ -345,12 +347,23 @@ class Readiness:
         steps: dict[str, Any] = {}
         index = compiled.index
         for name in compiled.when_refs[i]:
-            rec = self._recs[index[name]]
+            j = index[name]
+            rec = self._recs[j]
             steps[name] = {
                 "phase": rec.phase.value,
                 "exitCode": rec.exit_code,
                 "attempts": rec.attempts,
-                "outputs": rec.outputs if rec.outputs is not None else {},
+                "outputs": (
+                    fan_out_outputs(self._recs, self._children[j])
+                    if compiled.steps[j].fan_out
+                    else rec.outputs
+                    if rec.outputs is not None
+                    else {}
+                ),
             }
         run = session.finally_context() if i >= compiled.main_n else session._run_ctx
-        return {"params": compiled.params, "steps": steps, "run": run}
+        context = {"params": compiled.params, "steps": steps, "run": run}
+        matrix = compiled.steps[i].matrix
+        if matrix is not None:
+            context["matrix"] = matrix
+        return context

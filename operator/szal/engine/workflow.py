@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from szal.dsl import Condition, compile_condition
+from szal.engine.matrices import expand_step, expansion_issues, is_matrix
 from szal.spec import (
     Backoff,
     BackoffSettings,
@@ -107,6 +108,11 @@ class ResolvedStep:
     timeout_text: str | None = None  # the limits as written, for messages
     rollback_timeout_text: str | None = None
     final: bool = False  # a finally step (spec.finally), after every main step
+    # Matrix (szal.engine.matrices): an instance's values; on the fan-out
+    # step, that it is one and its own maxParallel.
+    matrix: Mapping[str, Any] | None = None
+    fan_out: bool = False
+    matrix_max_parallel: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,11 +230,24 @@ def resolve_workflow(
 
     if validate:
         raise_for_issues(validate_workflow(spec))
+        raise_for_issues(
+            expansion_issues(
+                spec,
+                {**{p.name: p.default for p in spec.params if p.default is not None}, **params},
+            )
+        )
     template = spec.template or StepTemplate()
     flat: list[tuple[Step, str | None, Mode]] = []
+    run_params = {**{p.name: p.default for p in spec.params if p.default is not None}, **params}
+    instances: dict[str, dict[str, Any]] = {}  # matrix values by instance name
+    fan_outs: dict[str, int | None] = {}  # matrix steps and their own maxParallel
 
     def visit(steps: list[Step], parent: str | None, group_mode: Mode) -> None:
         for step in steps:
+            if is_matrix(step):
+                fan_outs[step.name] = step.matrix.max_parallel if step.matrix else None
+                step, values = expand_step(step, run_params)
+                instances.update(values)
             flat.append((step, parent, group_mode))
             if step.steps:
                 visit(step.steps, step.name, step.mode or "Sequential")
@@ -285,6 +304,9 @@ def resolve_workflow(
                 timeout_text=timeout,
                 rollback_timeout_text=step.rollback.timeout if step.rollback else None,
                 final=index >= main_count,
+                matrix=instances.get(step.name),
+                fan_out=step.name in fan_outs,
+                matrix_max_parallel=fan_outs.get(step.name),
             )
         )
     return ResolvedWorkflow(
@@ -296,10 +318,7 @@ def resolve_workflow(
         max_parallel=spec.max_parallel,
         fail_fast=spec.fail_fast,
         rollback_on_failure=spec.rollback_on_failure,
-        params={
-            **{p.name: p.default for p in spec.params if p.default is not None},
-            **params,
-        },
+        params=run_params,
         steps=tuple(resolved),
         by_name={step.name: step for step in resolved},
         timeout_text=spec.timeout,

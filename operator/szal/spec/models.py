@@ -155,6 +155,24 @@ class StepTemplate(StepOptions):
     """Defaults merged into every step (a step's own fields win)."""
 
 
+#: The most instances one matrix or ``forEach`` may expand to.
+MAX_MATRIX_INSTANCES = 1000
+
+
+class Matrix(_Model):
+    """A step's fan-out: one instance per combination (see docs/engine.md, "Matrix").
+
+    ``params`` is crossed (every combination, the first param outermost);
+    ``include`` adds explicit combinations after them; ``maxParallel`` caps
+    the instances of this matrix running at once (the workflow's
+    ``maxParallel`` applies too).
+    """
+
+    params: dict[str, list[ParamValue]] | None = None
+    include: list[dict[str, ParamValue]] | None = None
+    max_parallel: Annotated[int, Field(ge=1)] | None = None
+
+
 class Step(StepOptions):
     """One step: a container (or local process), its wiring and its policies."""
 
@@ -165,6 +183,8 @@ class Step(StepOptions):
     rollback: Compensation | None = None
     steps: list[Step] | None = None
     mode: Mode | None = None
+    matrix: Matrix | None = None
+    for_each: str | None = None
 
 
 class Param(_Model):
