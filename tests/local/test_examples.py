@@ -31,6 +31,7 @@ def test_every_example_is_tested() -> None:
         "hierarchical",
         "gpu-step",
         "workflowrun",
+        "training-dataset",
     }
     assert {p.stem for p in EXAMPLES.glob("*.yaml")} == tested
 
@@ -148,3 +149,11 @@ def test_gpu_step_without_gpus(
     assert result.out == ""
     assert "gpu-step.yaml" in result.err
     assert "step 'train': resources.gpu.count" in result.err
+
+
+def test_training_dataset_is_refused_locally(szal_inline: Szal, db: Path) -> None:
+    result = szal_inline("run", "--db", db, "--json", EXAMPLES / "training-dataset.yaml")
+    assert result.code == 2
+    assert result.out == ""
+    assert "step 'train': env[0].valueFrom: EPOCHS: valueFrom needs a cluster" in result.err
+    assert "step 'train': volumeMounts: volumeMounts need a cluster" in result.err
