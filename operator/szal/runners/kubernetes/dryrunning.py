@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from szal.engine.actions import AttemptRef
 from szal.engine.workflow import ResolvedStep, resolve_workflow
-from szal.runners.kubernetes.client import ApiClient, ApiError
+from szal.runners.kubernetes.client import ApiClient, ApiError, core_path
 from szal.runners.kubernetes.pods import RunMeta, build_pod
 from szal.spec import WorkflowSpec
 
@@ -86,7 +86,7 @@ def dry_run_from_client(client: ApiClient) -> PodDryRun:
         try:
             await client.request(
                 "POST",
-                f"/api/v1/namespaces/{namespace}/pods",
+                core_path(namespace, "pods"),
                 body=pod,
                 params={"dryRun": "All"},
             )
