@@ -416,11 +416,13 @@ def test_container_fields_are_checked_by_kubernetes_schemas(
     assert 'unknown field "spec.steps[0].env[0].valueFrom.secretKeyRef.kee"' in err
     assert 'unknown field "spec.steps[0].pod.volumes[0].emptyDirr"' in err
     assert kubectl.get("workflows.szal.dev", "typos", namespace) is None
-    strict = {**step, "volumeMounts": [{"name": "data", "mountPath": "/data"}], "env": []}
-    strict["pod"] = {"activeDeadlineSeconds": 5}
-    proc = _apply(kubectl, namespace, _workflow("strict", {"steps": [strict]}))
+    quantity = {"name": "a", "script": "true", "resources": {"limits": {"memory": "1Gx"}}}
+    proc = _apply(kubectl, namespace, _workflow("quantity", {"steps": [quantity]}))
     assert proc.returncode != 0
     assert "spec.steps[0].resources.limits.memory" in proc.stderr
+    deadline = {"name": "a", "script": "true", "pod": {"activeDeadlineSeconds": 5}}
+    proc = _apply(kubectl, namespace, _workflow("deadline", {"steps": [deadline]}))
+    assert proc.returncode != 0
     assert "Szál enforces timeouts itself" in proc.stderr
     example = yaml.safe_load((REPO / "examples" / "training-dataset.yaml").read_text())
     assert _apply(kubectl, namespace, example).returncode == 0
