@@ -18,12 +18,19 @@ its own uniquely named webhook configurations. It runs as a ServiceAccount
 bound to the ClusterRoles of ``manifests/base/rbac``, so the webhook part of
 that RBAC is exercised too.
 
+Also: Kubernetes' own schemas for a step's container and pod fields
+(typos, a bad quantity, ``activeDeadlineSeconds`` refused by the API
+server) and the webhook's server-side dry-run of step Pods (a mount naming
+no volume). On kwok, a Pod naming a missing Secret is created fine (no
+kubelet resolves it), so that failure is not tested here.
+
 Not covered: the reconciler (the operator's own e2e tests).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import secrets
 import socket
@@ -44,6 +51,7 @@ from szal.runners.kubernetes.admission import (
     register_admission,
 )
 from szal.runners.kubernetes.client import ApiClient, Credentials, credentials_from_kubeconfig
+from szal.runners.kubernetes.dryrunning import dry_run_from_client
 from szal.runners.kubernetes.tls import ensure_self_signed
 
 pytestmark = pytest.mark.e2e
@@ -300,7 +308,11 @@ class AdmissionOperator:
             managed=self.managed,
         )
         async with ApiClient(creds) as client:
-            register_admission(registry, fetch_workflow=fetcher_from_client(client))
+            register_admission(
+                registry,
+                fetch_workflow=fetcher_from_client(client),
+                dry_run=dry_run_from_client(client),
+            )
             await kopf.operator(
                 registry=registry,
                 settings=settings,
@@ -383,6 +395,62 @@ def admission(
             for kind, name in cluster_objects:
                 kubectl("delete", kind, name, "--ignore-not-found")
     assert operator.error is None, operator.error
+
+
+def test_container_fields_are_checked_by_kubernetes_schemas(
+    crds: None, kubectl: Kubectl, namespace: str
+) -> None:
+    """Typos and bad quantities in Kubernetes' fields fail at the API server, naming them."""
+    step = {
+        "name": "a",
+        "script": "true",
+        "volumeMounts": [{"name": "data", "mountPth": "/data"}],
+        "resources": {"limits": {"memory": "1Gx"}},
+        "env": [{"name": "T", "valueFrom": {"secretKeyRef": {"name": "s", "kee": "t"}}}],
+        "pod": {"activeDeadlineSeconds": 5, "volumes": [{"name": "data", "emptyDirr": {}}]},
+    }
+    proc = _apply(kubectl, namespace, _workflow("typos", {"steps": [step]}))
+    assert proc.returncode != 0
+    err = proc.stderr
+    assert 'unknown field "spec.steps[0].volumeMounts[0].mountPth"' in err
+    assert 'unknown field "spec.steps[0].env[0].valueFrom.secretKeyRef.kee"' in err
+    assert 'unknown field "spec.steps[0].pod.volumes[0].emptyDirr"' in err
+    assert kubectl.get("workflows.szal.dev", "typos", namespace) is None
+    quantity = {"name": "a", "script": "true", "resources": {"limits": {"memory": "1Gx"}}}
+    proc = _apply(kubectl, namespace, _workflow("quantity", {"steps": [quantity]}))
+    assert proc.returncode != 0
+    assert "spec.steps[0].resources.limits.memory" in proc.stderr
+    deadline = {"name": "a", "script": "true", "pod": {"activeDeadlineSeconds": 5}}
+    proc = _apply(kubectl, namespace, _workflow("deadline", {"steps": [deadline]}))
+    assert proc.returncode != 0
+    assert "Szál enforces timeouts itself" in proc.stderr
+    example = yaml.safe_load((REPO / "examples" / "training-dataset.yaml").read_text())
+    assert _apply(kubectl, namespace, example).returncode == 0
+
+
+def test_a_mount_naming_no_volume_is_refused_by_the_pod_dry_run(
+    admission: AdmissionOperator, kubectl: Kubectl, namespace: str
+) -> None:
+    orphan = _workflow(
+        "orphan-mount",
+        {
+            "template": {"image": "busybox"},
+            "steps": [
+                {
+                    "name": "train",
+                    "script": "true",
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                }
+            ],
+        },
+    )
+    proc = _apply(kubectl, namespace, orphan)
+    assert proc.returncode != 0
+    assert "step 'train': the API server refuses its Pod" in proc.stderr
+    assert "volumeMounts[0].name" in proc.stderr and "Not found" in proc.stderr
+    with_volume = copy.deepcopy(orphan)
+    with_volume["spec"]["steps"][0]["pod"] = {"volumes": [{"name": "data", "emptyDir": {}}]}
+    assert _apply(kubectl, namespace, with_volume).returncode == 0
 
 
 def test_kubectl_apply_of_a_cyclic_workflow_prints_the_validator_message(

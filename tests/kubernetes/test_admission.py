@@ -254,7 +254,7 @@ async def test_the_registered_handler_refuses_with_the_same_message() -> None:
     register_admission(registry, fetch_workflow=_fetch_nothing)
     (handler,) = [h for h in registry._webhooks.get_all_handlers() if h.id == WORKFLOW_HANDLER_ID]
     with pytest.raises(kopf.AdmissionError) as info:
-        handler.fn(body=kopf.Body(BROKEN), operation="CREATE")
+        await handler.fn(body=kopf.Body(BROKEN), namespace="ns", operation="CREATE")
     assert str(info.value).splitlines()[1:] == BROKEN_PROBLEMS
     assert info.value.code == 422
 

@@ -339,3 +339,144 @@ def test_a_long_context_goes_as_an_annotation_projected_as_a_file(launcher: str)
     ]
     if launcher == "Job":
         assert "annotations" not in manifest["metadata"]  # on the pod template only
+
+
+def test_a_long_context_keeps_the_steps_own_volumes_and_mounts() -> None:
+    step = _step(
+        {
+            "name": "train",
+            "image": "i",
+            "command": ["run"],
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            "pod": {"volumes": [{"name": "data", "emptyDir": {}}]},
+        }
+    )
+    env = {**ENV, "SZAL_CONTEXT": _context_of(40 * 1024)}
+    pod = build_pod(RUN, step, step.command, AttemptRef("train", 1), env, "busybox")
+    mounts = pod["spec"]["containers"][0]["volumeMounts"]
+    assert [m["name"] for m in mounts] == ["data", "szal-context"]
+    assert [v["name"] for v in pod["spec"]["volumes"]] == ["data", "szal-context"]
+
+
+# --- Kubernetes' container surface: env sources, mounts, requests/limits, pod fields ---
+
+TRAIN_WITH_DATA: dict[str, Any] = {
+    "name": "train",
+    "image": "python:3.12",
+    "command": ["python", "train.py"],
+    "workingDir": "/data/set",
+    "env": [
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}},
+        {"name": "SZAL_STEP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ],
+    "envFrom": [{"prefix": "CFG_", "configMapRef": {"name": "settings", "optional": True}}],
+    "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": True}],
+    "resources": {
+        "cpu": "500m",
+        "requests": {"memory": "1Gi", "ephemeral-storage": "2Gi"},
+        "limits": {"memory": 2147483648, "example.com/fpga": 1},
+    },
+    "pod": {
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "datasets"}}],
+        "imagePullSecrets": [{"name": "pull"}],
+        "initContainers": [
+            {"name": "proxy", "image": "proxy:1", "restartPolicy": "Always"},
+        ],
+        "hostAliases": [{"ip": "10.0.0.9", "hostnames": ["db.local"]}],
+        "dnsPolicy": "None",
+        "dnsConfig": {"nameservers": ["10.0.0.10"]},
+        "runtimeClassName": "gvisor",
+        "terminationGracePeriodSeconds": 5,
+    },
+}
+
+
+def test_container_surface_is_copied_with_kubernetes_names() -> None:
+    step = _step(TRAIN_WITH_DATA)
+    pod = build_pod(RUN, step, step.command, AttemptRef("train", 1), ENV, "busybox")
+    container = pod["spec"]["containers"][0]
+    assert container["workingDir"] == "/data/set"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["TOKEN"] == {
+        "name": "TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}},
+    }
+    # Szál's own variables win over a user's valueFrom of the same name.
+    assert env["SZAL_STEP"] == {"name": "SZAL_STEP", "value": "train"}
+    assert [e["name"] for e in container["env"]].count("SZAL_STEP") == 1
+    assert container["envFrom"] == [
+        {"prefix": "CFG_", "configMapRef": {"name": "settings", "optional": True}}
+    ]
+    assert container["volumeMounts"] == [{"name": "data", "mountPath": "/data", "readOnly": True}]
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "2Gi"},
+        "limits": {"cpu": "500m", "memory": "2147483648", "example.com/fpga": "1"},
+    }
+    spec = pod["spec"]
+    assert spec["volumes"] == [{"name": "data", "persistentVolumeClaim": {"claimName": "datasets"}}]
+    assert spec["imagePullSecrets"] == [{"name": "pull"}]
+    assert spec["initContainers"] == [
+        {"name": "proxy", "image": "proxy:1", "restartPolicy": "Always"}
+    ]
+    assert spec["hostAliases"] == [{"ip": "10.0.0.9", "hostnames": ["db.local"]}]
+    assert spec["dnsPolicy"] == "None"
+    assert spec["dnsConfig"] == {"nameservers": ["10.0.0.10"]}
+    assert spec["runtimeClassName"] == "gvisor"
+    assert spec["terminationGracePeriodSeconds"] == 5
+    job = build_job(RUN, step, step.command, AttemptRef("train", 1), ENV, "busybox")
+    assert job["spec"]["template"]["spec"]["volumes"] == spec["volumes"]
+
+
+def test_template_container_fields_merge_into_steps_and_rollbacks() -> None:
+    template = {
+        "image": "busybox",
+        "workingDir": "/work",
+        "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "a"}}}],
+        "envFrom": [{"secretRef": {"name": "shared"}}],
+        "volumeMounts": [
+            {"name": "cache", "mountPath": "/cache"},
+            {"name": "data", "mountPath": "/data"},
+        ],
+    }
+    step = _step(
+        {
+            "name": "s",
+            "command": ["true"],
+            "env": [{"name": "A", "value": "plain"}],
+            "volumeMounts": [{"name": "other", "mountPath": "/data", "readOnly": True}],
+            "rollback": {"command": ["undo"], "workingDir": "/undo"},
+        },
+        template,
+    )
+    container = build_pod(RUN, step, step.command, AttemptRef("s", 1), {}, "x")["spec"][
+        "containers"
+    ][0]
+    assert {"name": "A", "value": "plain"} in container["env"]  # the step's plain value wins
+    assert all("valueFrom" not in e for e in container["env"])
+    assert container["workingDir"] == "/work"
+    assert container["envFrom"] == [{"secretRef": {"name": "shared"}}]
+    assert container["volumeMounts"] == [
+        {"name": "cache", "mountPath": "/cache"},
+        {"name": "other", "mountPath": "/data", "readOnly": True},
+    ]
+    assert step.rollback is not None
+    rollback = build_pod(RUN, step, step.rollback, AttemptRef("s", 1, rollback=True), {}, "x")[
+        "spec"
+    ]["containers"][0]
+    assert rollback["workingDir"] == "/undo"
+    assert rollback["volumeMounts"] == container["volumeMounts"]
+    assert rollback["envFrom"] == container["envFrom"]
+
+
+def test_requests_and_limits_without_the_short_form() -> None:
+    step = _step(
+        {
+            "name": "s",
+            "command": ["true"],
+            "resources": {"requests": {"cpu": 0.25}, "gpu": {"count": 1}},
+        }
+    )
+    resources = build_pod(RUN, step, step.command, AttemptRef("s", 1), {}, "x")["spec"][
+        "containers"
+    ][0]["resources"]
+    assert resources == {"requests": {"cpu": "0.25"}, "limits": {"nvidia.com/gpu": 1}}

@@ -35,6 +35,7 @@ def test_every_example_is_tested() -> None:
         "finally",
         "matrix-cross-product",
         "matrix-foreach",
+        "training-dataset",
     }
     assert {p.stem for p in EXAMPLES.glob("*.yaml")} == tested
 
@@ -246,3 +247,11 @@ def test_matrix_foreach(szal_inline: Szal, db: Path) -> None:
     refused = szal_inline("run", "--db", db, example, "-p", 'regions="eu"')
     assert refused.code == 2
     assert "step 'deploy': forEach: forEach over a non-list" in refused.err
+
+
+def test_training_dataset_is_refused_locally(szal_inline: Szal, db: Path) -> None:
+    result = szal_inline("run", "--db", db, "--json", EXAMPLES / "training-dataset.yaml")
+    assert result.code == 2
+    assert result.out == ""
+    assert "step 'train': env[0].valueFrom: EPOCHS: valueFrom needs a cluster" in result.err
+    assert "step 'train': volumeMounts: volumeMounts need a cluster" in result.err

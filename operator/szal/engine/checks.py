@@ -47,12 +47,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from szal.dsl import ConditionError, compile_condition
 from szal.engine.issues import EVERYTHING, Known, SpecIssue
 from szal.engine.matrices import default_issues, matrix_issues, matrix_keys
 from szal.engine.shapes import duration_problem
 from szal.spec import Retries, Step, StepTemplate, WorkflowSpec, parse_duration
+from szal.spec.models import CommandSpec
 
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 STEP_FIELDS = ("phase", "exitCode", "attempts", "outputs")
@@ -231,7 +233,9 @@ def validate_workflow(
     """Every problem in ``spec`` that its shape alone does not show.
 
     ``gpus_available`` is the local machine's GPU count (local runs); when
-    given, a step asking for more is an issue on ``resources.gpu.count``.
+    given, a step asking for more is an issue on ``resources.gpu.count``, and
+    so is every container field a local process cannot honour (``valueFrom``,
+    ``envFrom``, ``volumeMounts``: see :func:`_check_local_container`).
     ``known`` leaves out the checks that would rely on what shape errors hid
     (see :class:`Known`; the shape checks pass it, everyone else keeps the default).
     """
@@ -248,9 +252,15 @@ def validate_workflow(
         issues.extend(matrix_issues(node.step, node.path, param_names))
         if gpus_available is not None:
             _check_gpus(issues, node, template, gpus_available)
+            _check_local_container(issues, node.path, node.step.name, "", node.step)
+            _check_local_container(
+                issues, node.path, node.step.name, "rollback.", node.step.rollback
+            )
         when = node.step.when
         if when is not None and when.strip():
             issues.extend(_check_when(node, by_name, param_names, known))
+    if gpus_available is not None:
+        _check_local_container(issues, "spec", None, "template.", template)
     _check_cycles(issues, nodes)
     issues.extend(default_issues(spec))
     return issues
@@ -434,6 +444,43 @@ def _check_gpus(
                 "resources.gpu.count",
                 f"requests {gpu.count} GPU(s) but this machine has {available}",
             )
+        )
+
+
+_NO_CLUSTER: Final = "a local run has no Secrets, ConfigMaps, Pod or volumes"
+
+
+def _check_local_container(
+    issues: list[SpecIssue], path: str, step: str | None, prefix: str, spec: CommandSpec | None
+) -> None:
+    """Refuse, naming the field, what a local process cannot honour (never ignore it).
+
+    ``prefix`` starts the field name (``rollback.``, ``template.``).
+    """
+    if spec is None:
+        return
+
+    def refuse(field: str, message: str) -> None:
+        issues.append(SpecIssue(f"{path}.{prefix}{field}", step, prefix + field, message))
+
+    for i, var in enumerate(spec.env or ()):
+        if var.value_from is not None:
+            refuse(
+                f"env[{i}].valueFrom",
+                f"{var.name}: valueFrom needs a cluster ({_NO_CLUSTER}); for a local run"
+                " give a plain value (env value, or a param)",
+            )
+    if spec.env_from:
+        refuse(
+            "envFrom",
+            f"envFrom needs a cluster ({_NO_CLUSTER}); for a local run list the variables"
+            " under env",
+        )
+    if spec.volume_mounts:
+        refuse(
+            "volumeMounts",
+            f"volumeMounts need a cluster ({_NO_CLUSTER}); a local step reads the local"
+            " filesystem: use workingDir or paths in the command",
         )
 
 

@@ -32,6 +32,7 @@ from szal.spec import (
     WorkflowSpec,
     parse_duration,
 )
+from szal.spec.containers import EnvFromSource, EnvVarSource, VolumeMount
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,11 @@ class Command:
     script: str | None
     env: tuple[tuple[str, str], ...]
     image_pull_policy: str | None = None
+    env_sources: tuple[tuple[str, EnvVarSource], ...] = ()
+    """Env vars whose value comes ``valueFrom`` a Secret, ConfigMap or field (cluster only)."""
+    env_from: tuple[EnvFromSource, ...] = ()
+    working_dir: str | None = None
+    volume_mounts: tuple[VolumeMount, ...] = ()
 
     def argv(self) -> list[str]:
         """The argument vector for a local process (``image`` is ignored)."""
@@ -113,6 +119,9 @@ class ResolvedStep:
     matrix: Mapping[str, Any] | None = None
     fan_out: bool = False
     matrix_max_parallel: int | None = None
+    requests: tuple[tuple[str, str], ...] = ()
+    """``resources.requests`` (besides ``cpu``/``memory``, which set both)."""
+    limits: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,12 +143,44 @@ class ResolvedWorkflow:
     finally_count: int = 0  # the last steps are the finally steps
 
 
-def _merge_env(*layers: list[EnvVar] | None) -> tuple[tuple[str, str], ...]:
-    merged: dict[str, str] = {}
+def _merged_vars(*layers: list[EnvVar] | None) -> dict[str, EnvVar]:
+    merged: dict[str, EnvVar] = {}
     for layer in layers:
         for var in layer or ():
-            merged[var.name] = var.value
-    return tuple(merged.items())
+            merged[var.name] = var
+    return merged
+
+
+def _merge_env(*layers: list[EnvVar] | None) -> tuple[tuple[str, str], ...]:
+    """Plain values by name, a later layer winning (a later ``valueFrom`` removes the value)."""
+    return tuple(
+        (name, var.value) for name, var in _merged_vars(*layers).items() if var.value_from is None
+    )
+
+
+def _env_sources(*layers: list[EnvVar] | None) -> tuple[tuple[str, EnvVarSource], ...]:
+    return tuple(
+        (name, var.value_from)
+        for name, var in _merged_vars(*layers).items()
+        if var.value_from is not None
+    )
+
+
+def _merge_mounts(*layers: list[VolumeMount] | None) -> tuple[VolumeMount, ...]:
+    """Mounts by ``mountPath``, a later layer winning (as env merges by name)."""
+    merged: dict[str, VolumeMount] = {}
+    for layer in layers:
+        for mount in layer or ():
+            merged[mount.mount_path] = mount
+    return tuple(merged.values())
+
+
+def _first(*values: Any) -> Any:
+    return next((value for value in values if value is not None), None)
+
+
+def _quantities(values: Mapping[str, str | int | float] | None) -> tuple[tuple[str, str], ...]:
+    return tuple((key, str(_quantity(value))) for key, value in (values or {}).items())
 
 
 def _tuple(values: list[str] | None) -> tuple[str, ...] | None:
@@ -198,6 +239,10 @@ def _command(step: Step, template: StepTemplate) -> Command:
         args=_tuple(args),
         script=script,
         env=_merge_env(template.env, step.env),
+        env_sources=_env_sources(template.env, step.env),
+        env_from=tuple(_first(step.env_from, template.env_from) or ()),
+        working_dir=_first(step.working_dir, template.working_dir),
+        volume_mounts=_merge_mounts(template.volume_mounts, step.volume_mounts),
     )
 
 
@@ -220,8 +265,13 @@ def resolve_workflow(
     Template merge: a step's own fields win; ``command``/``args``/``script``
     form one unit (a step's ``script`` or ``command`` replaces the template's
     whole unit, a step's lone ``args`` go with the template's ``command``);
-    ``env`` merges by name; ``pod`` merges field by field (labels and
-    annotations key by key); a compensation inherits the step's image, imagePullPolicy and env.
+    ``env`` merges by name (a ``valueFrom`` var and a plain one alike),
+    ``volumeMounts`` by ``mountPath``; ``envFrom`` and ``workingDir`` are
+    the step's if set, else the template's; ``resources`` is one unit (the
+    step's, else the template's); ``pod`` merges field by field (labels and
+    annotations key by key; ``volumes`` is one field: a step setting it
+    replaces the template's list). A compensation inherits the step's image,
+    imagePullPolicy, env, envFrom, workingDir and volumeMounts.
     A step with children that sets none of ``command``/``args``/``script``
     runs nothing of its own (not the template's command): it only orders its
     children.
@@ -274,6 +324,12 @@ def resolve_workflow(
                 args=_tuple(comp.args),
                 script=comp.script,
                 env=_merge_env(template.env, step.env, comp.env),
+                env_sources=_env_sources(template.env, step.env, comp.env),
+                env_from=tuple(_first(comp.env_from, step.env_from, template.env_from) or ()),
+                working_dir=_first(comp.working_dir, command.working_dir),
+                volume_mounts=_merge_mounts(
+                    template.volume_mounts, step.volume_mounts, comp.volume_mounts
+                ),
             )
             rollback_timeout = None if comp.timeout is None else parse_duration(comp.timeout)
         timeout = step.timeout if step.timeout is not None else template.timeout
@@ -307,6 +363,8 @@ def resolve_workflow(
                 matrix=instances.get(step.name),
                 fan_out=step.name in fan_outs,
                 matrix_max_parallel=fan_outs.get(step.name),
+                requests=_quantities(resources.requests if resources else None),
+                limits=_quantities(resources.limits if resources else None),
             )
         )
     return ResolvedWorkflow(

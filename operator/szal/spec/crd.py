@@ -59,6 +59,8 @@ from typing import Any, Final
 import yaml
 from pydantic import BaseModel
 
+from szal.spec.containers import ACTIVE_DEADLINE_REFUSAL
+from szal.spec.kubernetes_schemas import schema as kubernetes_schema
 from szal.spec.models import (
     GROUP,
     NAME_PATTERN,
@@ -129,6 +131,9 @@ _COMMAND_DEFS: Final = tuple(_with_command_fields())
 #: CEL rules by def name: local to one object, cheap, and also checked by the engine.
 _RULES: Final[dict[str, list[dict[str, str]]]] = {
     **{name: [_NOT_BOTH_COMMAND_AND_SCRIPT] for name in _COMMAND_DEFS},
+    "PodOptions": [
+        {"rule": "!has(self.activeDeadlineSeconds)", "message": ACTIVE_DEADLINE_REFUSAL}
+    ],
     "WorkflowRunSpec": [
         {
             "rule": "has(self.workflowRef) != has(self.workflow)",
@@ -157,6 +162,43 @@ _REFINEMENTS: Final[dict[tuple[str, str], Schema]] = {
     },
     ("RunStatus", "observedGeneration"): {"format": "int64"},
     ("Condition", "lastTransitionTime"): {"format": "date-time"},
+}
+
+#: Defs replaced whole by Kubernetes' schema of the same name (its definitions
+#: in ``kubernetes-schemas.yaml``): the API server validates them as in a Pod.
+_KUBERNETES_DEFS: Final = frozenset(
+    {"EnvVar", "EnvFromSource", "VolumeMount", "LocalObjectReference", "HostAlias"}
+)
+
+
+def _array_of(name: str, description: str) -> Schema:
+    return {"description": description, "type": "array", "items": kubernetes_schema(name)}
+
+
+#: Properties replaced by a Kubernetes schema, by (def name, property).
+_KUBERNETES_PROPS: Final[dict[tuple[str, str], Any]] = {
+    ("Resources", "requests"): lambda: kubernetes_schema(
+        "ResourceRequirements.limits",
+        "Requests by resource name (cpu, memory, ephemeral-storage, ...)",
+    ),
+    ("Resources", "limits"): lambda: kubernetes_schema(
+        "ResourceRequirements.limits",
+        "Limits by resource name (cpu, memory, ephemeral-storage, ...)",
+    ),
+    ("PodOptions", "volumes"): lambda: _array_of("Volume", "Volumes of the step's Pod."),
+    ("PodOptions", "initContainers"): lambda: _array_of(
+        "Container", "Init containers; restartPolicy: Always makes one a native sidecar."
+    ),
+    ("PodOptions", "dnsConfig"): lambda: kubernetes_schema("PodDNSConfig"),
+    ("PodOptions", "dnsPolicy"): lambda: kubernetes_schema("PodSpec.dnsPolicy"),
+    ("PodOptions", "runtimeClassName"): lambda: kubernetes_schema("PodSpec.runtimeClassName"),
+    ("PodOptions", "terminationGracePeriodSeconds"): lambda: kubernetes_schema(
+        "PodSpec.terminationGracePeriodSeconds"
+    ),
+    **{
+        (name, "workingDir"): lambda: kubernetes_schema("Container.workingDir")
+        for name in _COMMAND_DEFS
+    },
 }
 
 #: Status records that keep unknown fields (an operator newer than the CRD).
@@ -202,6 +244,8 @@ class _Converter:
         node = self.defs[name]
         if "enum" in node:  # a StrEnum (the phases)
             return self.convert(node)
+        if name in _KUBERNETES_DEFS:
+            return kubernetes_schema(name)
         if name == Step.__name__:
             if self.step_level >= STEP_DEPTH:
                 return {
@@ -227,7 +271,8 @@ class _Converter:
         out["type"] = "object"
         props: Schema = {}
         for prop, sub in node.get("properties", {}).items():
-            converted = self.convert(sub, owner=name, prop=prop)
+            splice = _KUBERNETES_PROPS.get((name, prop))
+            converted = splice() if splice else self.convert(sub, owner=name, prop=prop)
             converted.update(copy.deepcopy(_REFINEMENTS.get((name, prop), {})))
             default = sub.get("default")
             if name in _DEFAULTED_DEFS and isinstance(default, bool | int | str):

@@ -16,10 +16,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from szal.spec.backoff import Backoff
+from szal.spec.containers import EnvFromSource, EnvVarSource, PodFields, VolumeMount
 from szal.spec.durations import DURATION_PATTERN
 
 GROUP = "szal.dev"
@@ -75,10 +76,18 @@ class _Model(BaseModel):
 
 
 class EnvVar(_Model):
-    """An environment variable given to a step."""
+    """An environment variable given to a step: a ``value``, or ``valueFrom`` a
+    Secret, ConfigMap, Pod field or resource (Kubernetes' meaning)."""
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
     value: str = ""
+    value_from: EnvVarSource | None = None
+
+    @model_validator(mode="after")
+    def _value_or_source(self) -> EnvVar:
+        if self.value and self.value_from is not None:
+            raise ValueError("set value or valueFrom, not both")
+        return self
 
 
 class GpuRequest(_Model):
@@ -89,11 +98,32 @@ class GpuRequest(_Model):
 
 
 class Resources(_Model):
-    """CPU, memory (Kubernetes quantities) and GPUs for a step."""
+    """CPU, memory and GPUs for a step, short form and Kubernetes' form.
+
+    ``cpu`` and ``memory`` set the request and the limit alike; ``requests``
+    and ``limits`` set them separately for any resource (``cpu``,
+    ``memory``, ``ephemeral-storage``, extended resources); ``gpu`` is a
+    ``nvidia.com/gpu`` limit. A resource set in both forms is an error.
+    """
 
     cpu: Quantity | None = None
     memory: Quantity | None = None
     gpu: GpuRequest | None = None
+    requests: dict[str, Quantity] | None = None
+    limits: dict[str, Quantity] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Resources:
+        explicit = {*(self.requests or {}), *(self.limits or {})}
+        for short in ("cpu", "memory"):
+            if getattr(self, short) is not None and short in explicit:
+                raise ValueError(
+                    f"{short} is set both as {short} (request and limit) and in"
+                    " requests/limits: use one form"
+                )
+        if self.gpu is not None and "nvidia.com/gpu" in explicit:
+            raise ValueError("nvidia.com/gpu is set both as gpu and in requests/limits")
+        return self
 
 
 class Retries(_Model):
@@ -112,7 +142,7 @@ class PodMetadata(_Model):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
-class PodOptions(_Model):
+class PodOptions(PodFields):
     """Pod-level settings for a step (cluster only; ignored locally)."""
 
     metadata: PodMetadata | None = None
@@ -134,6 +164,9 @@ class CommandSpec(_Model):
     args: list[str] | None = None
     script: str | None = None
     env: list[EnvVar] | None = None
+    env_from: list[EnvFromSource] | None = None
+    working_dir: str | None = None
+    volume_mounts: list[VolumeMount] | None = None
     timeout: Duration | None = None
 
 

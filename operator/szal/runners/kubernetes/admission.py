@@ -36,6 +36,11 @@ Decisions:
   :func:`szal.engine.admitting.admit`, as the reconciler starts it: format
   migration first (a definition newer than this operator is refused, naming
   both), one validation per review, every problem in one refusal.
+* **Step Pods are dry-run** (server-side, ``dryRun=All``) once a Workflow
+  passes the engine's checks, when the operator passes ``dry_run``: a
+  volume mount naming no volume is refused at ``kubectl apply``, not at the
+  step's start (see :mod:`szal.runners.kubernetes.dryrunning`; bounded
+  shapes, only a 422 refuses). Not done for WorkflowRuns.
 * Refusals are ``kopf.AdmissionError`` with HTTP code 422 (the object is
   invalid); the message lists every problem, one per line.
 * **Bodies as large as the API server sends.** aiohttp refuses request
@@ -65,7 +70,8 @@ from szal.engine.admitting import Refused, admit, admit_definition
 from szal.engine.issues import SpecIssue, prefixed
 from szal.engine.validation import run_shape
 from szal.runners.kubernetes.client import ApiClient, NotFound, group_path
-from szal.spec import API_VERSION, GROUP, VERSION, WorkflowRun
+from szal.runners.kubernetes.dryrunning import PodDryRun, pod_problems
+from szal.spec import API_VERSION, GROUP, VERSION, WorkflowRun, WorkflowSpec
 
 logger = logging.getLogger(__name__)
 
@@ -117,12 +123,13 @@ def _describe(issue: SpecIssue) -> str:
     return text if issue.step is not None or not issue.path else f"{issue.path}: {issue.message}"
 
 
-def check_workflow(doc: Mapping[str, Any]) -> None:
-    """Raise :class:`AdmissionRefused` unless ``doc`` is a valid Workflow (after migrations)."""
+def check_workflow(doc: Mapping[str, Any]) -> WorkflowSpec:
+    """The spec (migrated); :class:`AdmissionRefused` unless ``doc`` is a valid Workflow."""
     data = _plain(doc)
     definition = admit_definition(data)
     if isinstance(definition, Refused):
         raise AdmissionRefused("Workflow", _name(data), _problems(definition.issues))
+    return definition.spec
 
 
 async def check_workflow_run(
@@ -228,11 +235,14 @@ def register_admission(
     registry: kopf.OperatorRegistry,
     *,
     fetch_workflow: WorkflowFetcher | None = None,
+    dry_run: PodDryRun | None = None,
 ) -> None:
     """Add the Workflow and WorkflowRun validating handlers to ``registry``.
 
     ``fetch_workflow`` resolves ``workflowRef`` (see the module docstring);
-    pass ``fetcher_from_client(client)`` from the operator.
+    pass ``fetcher_from_client(client)`` from the operator. ``dry_run``
+    (``dry_run_from_client(client)``) dry-runs a valid Workflow's step Pods
+    (:mod:`szal.runners.kubernetes.dryrunning`).
     """
     quiet_refusals()
 
@@ -244,12 +254,16 @@ def register_admission(
         operations=["CREATE", "UPDATE"],
         registry=registry,
     )
-    def validate_workflow(body: kopf.Body, **kwargs: Any) -> None:
+    async def validate_workflow(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
         old: kopf.Body | None = kwargs.get("old")
         if kwargs.get("operation") == "UPDATE" and _spec_unchanged(old, body):
             return
         try:
-            check_workflow(body)
+            spec = check_workflow(body)
+            if dry_run is not None:
+                problems = await pod_problems(spec, namespace or "default", dry_run)
+                if problems:
+                    raise AdmissionRefused("Workflow", _name(body), problems)
         except AdmissionRefused as error:
             raise _refuse(error) from None
 

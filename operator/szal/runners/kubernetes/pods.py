@@ -45,12 +45,21 @@ Decisions:
   alike; GPUs as an ``nvidia.com/gpu`` limit (extended resources need no
   request), a ``nvidia.com/gpu.product`` nodeSelector when a product is
   named, and a toleration of the ``nvidia.com/gpu`` NoSchedule taint.
+* **Resources.** ``requests`` and ``limits`` (any resource name) are
+  copied as written, next to the short form (the spec refuses a resource set
+  in both forms).
+* **Container fields** with Kubernetes' names: ``workingDir``,
+  ``volumeMounts``, ``envFrom``, and ``env`` entries with ``valueFrom``
+  (after the plain values; Szál's own variables win over a user's
+  ``valueFrom`` of the same name, as they win over plain values).
 * **Pod options** (``pod:`` of the step, already merged with the template's
   by the engine) are copied on: labels, annotations (``szal.dev/sim-*``
   annotations read by the test cluster's kwok stages pass through like any
   other), serviceAccountName, nodeSelector, tolerations, affinity,
-  priorityClassName and the pod securityContext. Szál's own labels and the
-  GPU constraints win over the user's on a clash.
+  priorityClassName, the pod securityContext, volumes, imagePullSecrets,
+  initContainers (native sidecars included), hostAliases, dnsPolicy,
+  dnsConfig, runtimeClassName and terminationGracePeriodSeconds. Szál's own
+  labels and the GPU constraints win over the user's on a clash.
 * **Jobs** get ``backoffLimit: 0``: retries are the engine's, one attempt is
   one Job. The Job and its pod template carry the same labels, so pods of
   either launcher are found by the same label selector.
@@ -176,24 +185,59 @@ def _container(
             container["command"] = list(command.command)
         if command.args is not None:
             container["args"] = list(command.args)
+    if command.working_dir is not None:
+        container["workingDir"] = command.working_dir
     merged = {**dict(command.env), **env, "SZAL_OUTPUTS": TERMINATION_MESSAGE_PATH}
-    container["env"] = [{"name": k, "value": v} for k, v in merged.items()]
-    if "SZAL_CONTEXT_FILE" in env:
-        container["volumeMounts"] = [
-            {"name": CONTEXT_VOLUME, "mountPath": CONTEXT_DIR, "readOnly": True}
+    sourced = [
+        {"name": name, "valueFrom": source.model_dump(by_alias=True, exclude_none=True)}
+        for name, source in command.env_sources
+        if name not in merged
+    ]
+    container["env"] = [{"name": k, "value": v} for k, v in merged.items()] + sourced
+    if command.env_from:
+        container["envFrom"] = [
+            source.model_dump(by_alias=True, exclude_none=True) for source in command.env_from
         ]
-    resources: dict[str, dict[str, Any]] = {}
-    for key, value in (("cpu", step.cpu), ("memory", step.memory)):
-        if value is not None:
-            resources.setdefault("requests", {})[key] = value
-            resources.setdefault("limits", {})[key] = value
-    if step.gpu is not None:
-        resources.setdefault("limits", {})[GPU_RESOURCE] = step.gpu.count
+    mounts = [mount.model_dump(by_alias=True, exclude_none=True) for mount in command.volume_mounts]
+    if "SZAL_CONTEXT_FILE" in env:
+        mounts.append({"name": CONTEXT_VOLUME, "mountPath": CONTEXT_DIR, "readOnly": True})
+    if mounts:
+        container["volumeMounts"] = mounts
+    resources = _resources(step)
     if resources:
         container["resources"] = resources
     container["terminationMessagePath"] = TERMINATION_MESSAGE_PATH
     container["terminationMessagePolicy"] = "File"
     return container
+
+
+def _resources(step: ResolvedStep) -> dict[str, dict[str, Any]]:
+    resources: dict[str, dict[str, Any]] = {}
+    for key, value in (("cpu", step.cpu), ("memory", step.memory)):
+        if value is not None:
+            resources.setdefault("requests", {})[key] = value
+            resources.setdefault("limits", {})[key] = value
+    for kind, values in (("requests", step.requests), ("limits", step.limits)):
+        for key, value in values:
+            resources.setdefault(kind, {})[key] = value
+    if step.gpu is not None:
+        resources.setdefault("limits", {})[GPU_RESOURCE] = step.gpu.count
+    return resources
+
+
+#: ``pod:`` fields copied onto the PodSpec as written (wire name, attribute).
+_COPIED_POD_FIELDS: Final = (
+    ("serviceAccountName", "service_account_name"),
+    ("priorityClassName", "priority_class_name"),
+    ("affinity", "affinity"),
+    ("securityContext", "security_context"),
+    ("volumes", "volumes"),
+    ("initContainers", "init_containers"),
+    ("dnsPolicy", "dns_policy"),
+    ("dnsConfig", "dns_config"),
+    ("runtimeClassName", "runtime_class_name"),
+    ("terminationGracePeriodSeconds", "termination_grace_period_seconds"),
+)
 
 
 def _pod_metadata(step: ResolvedStep, labels: Mapping[str, str]) -> dict[str, Any]:
@@ -222,8 +266,6 @@ def _context_volume() -> dict[str, Any]:
 
 def _pod_spec(step: ResolvedStep, container: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
-    if "volumeMounts" in container:
-        spec["volumes"] = [_context_volume()]
     options = step.pod
     node_selector: dict[str, str] = dict(options.node_selector or {}) if options else {}
     tolerations: list[dict[str, Any]] = (
@@ -235,14 +277,18 @@ def _pod_spec(step: ResolvedStep, container: dict[str, Any]) -> dict[str, Any]:
         if GPU_TOLERATION not in tolerations:
             tolerations.append(dict(GPU_TOLERATION))
     if options is not None:
-        if options.service_account_name:
-            spec["serviceAccountName"] = options.service_account_name
-        if options.priority_class_name:
-            spec["priorityClassName"] = options.priority_class_name
-        if options.affinity:
-            spec["affinity"] = copy.deepcopy(options.affinity)
-        if options.security_context:
-            spec["securityContext"] = copy.deepcopy(options.security_context)
+        for wire, attribute in _COPIED_POD_FIELDS:
+            value = getattr(options, attribute)
+            if value is not None and value != "" and value != {} and value != []:
+                spec[wire] = copy.deepcopy(value)
+        if options.image_pull_secrets:
+            spec["imagePullSecrets"] = [{"name": s.name} for s in options.image_pull_secrets]
+        if options.host_aliases:
+            spec["hostAliases"] = [
+                a.model_dump(by_alias=True, exclude_none=True) for a in options.host_aliases
+            ]
+    if any(m.get("name") == CONTEXT_VOLUME for m in container.get("volumeMounts", ())):
+        spec["volumes"] = [*spec.get("volumes", ()), _context_volume()]
     if node_selector:
         spec["nodeSelector"] = node_selector
     if tolerations:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import kopf
 
-from szal.runners.kubernetes import admission, tls
+from szal.runners.kubernetes import admission, dryrunning, tls
 from szal.runners.kubernetes.certifying import CertificateManager, CertificateSettings
 from szal.runners.kubernetes.client import ApiClient, Credentials
 from szal.runners.kubernetes.settings import OperatorSettings
@@ -45,7 +45,11 @@ def configure_webhooks(
 
     Returns the certificate manager to start, in the self-managed set-up.
     """
-    admission.register_admission(registry, fetch_workflow=admission.fetcher_from_client(client))
+    admission.register_admission(
+        registry,
+        fetch_workflow=admission.fetcher_from_client(client),
+        dry_run=dryrunning.dry_run_from_client(client),
+    )
     if settings.webhook_service is not None:
         return _configure_in_cluster(settings, kopf_settings, client, credentials)
     assert settings.webhook_port is not None

@@ -187,7 +187,10 @@ async def start_process(
                 start_new_session=True,
             )
         except FileNotFoundError:
-            handle.start_error = Exited(127, f"command not found: {argv[0]}")
+            if cwd is not None and not os.path.isdir(cwd):  # noqa: ASYNC240 (error path only)
+                handle.start_error = Exited(127, f"workingDir does not exist: {cwd}")
+            else:
+                handle.start_error = Exited(127, f"command not found: {argv[0]}")
         except PermissionError:
             handle.start_error = Exited(126, f"permission denied: {argv[0]}")
         except OSError as exc:

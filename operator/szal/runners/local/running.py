@@ -205,6 +205,13 @@ class LocalRunner:
             self._held.popleft()
             await self._launch(launch, gpus)
 
+    def _cwd(self, launch: Launch) -> Path | None:
+        """``workingDir`` (relative: to the run's directory), else the run's directory."""
+        working_dir = launch.command.working_dir
+        if working_dir is None:
+            return self.settings.cwd
+        return (self.settings.cwd or Path.cwd()) / working_dir
+
     async def _launch(self, launch: Launch, gpus: tuple[str, ...]) -> None:
         env = dict(self._base_env)
         env.update(
@@ -221,7 +228,7 @@ class LocalRunner:
         if gpus or self.gpu_pool.ids:
             # As on a cluster, a step sees exactly the GPUs it was given (none if none).
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        process = await start_process(launch.command.argv(), env, cwd=self.settings.cwd)
+        process = await start_process(launch.command.argv(), env, cwd=self._cwd(launch))
         started = time.time()
         if process.start_error is None:
             self._inbox.put(Observation(launch.ref, "Running", started))
