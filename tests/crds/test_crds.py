@@ -199,7 +199,13 @@ def test_param_values_accept_any_scalar_type() -> None:
 def test_cel_rules_are_local_to_one_object() -> None:
     run_spec = _schema(workflow_run_crd())["properties"]["spec"]
     rules = [r["rule"] for r in run_spec["x-kubernetes-validations"]]
-    assert rules == ["has(self.workflowRef) != has(self.workflow)"]
+    assert rules[0] == "has(self.workflowRef) != has(self.workflow)"
+    # The rest are transition rules: every spec field but the controls is immutable.
+    immutable = [r for r in rules[1:] if "oldSelf" in r]
+    assert len(immutable) == len(rules) - 1 == 3
+    for field in ("workflowRef", "workflow", "params"):
+        assert any(f"self.{field} == oldSelf.{field}" in r for r in immutable)
+    assert not any(c in r for r in rules for c in ("suspend", "cancel", "ttlSeconds"))
     step = _schema(workflow_crd())["properties"]["spec"]["properties"]["steps"]["items"]
     assert [r["rule"] for r in step["x-kubernetes-validations"]] == [
         "!(has(self.command) && has(self.script))"

@@ -39,7 +39,10 @@ CYCLE_TEXT = "step 'c': dependsOn: dependency cycle: c -> d -> c"
 
 
 def test_a_valid_run_is_resolved_with_defaults(validations: mock.MagicMock) -> None:
-    spec = {"params": [{"name": "env", "default": "dev"}, {"name": "n"}], "steps": [step("a")]}
+    spec = {
+        "params": [{"name": "env", "default": "dev"}, {"name": "n", "type": "integer"}],
+        "steps": [step("a")],
+    }
     admitted = admit(doc(spec), {"n": 3})
     assert isinstance(admitted, Admitted)
     assert admitted.params == {"env": "dev", "n": 3}
@@ -71,12 +74,12 @@ def test_params_are_checked_next_to_whole_workflow_problems() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "shown"), [({"a": 1}, "a mapping"), ([1], "a list"), (None, "null")]
+    ("value", "shown"), [({"a": 1}, 'object {"a": 1}'), ([1], "array [1]"), (None, "null")]
 )
-def test_a_param_value_must_be_a_scalar(value: Any, shown: str) -> None:
+def test_an_untyped_param_without_default_is_a_string(value: Any, shown: str) -> None:
     spec = {"params": [{"name": "env"}], "steps": [step("a")]}
     assert refused(admit(doc(spec), {"env": value})) == [
-        f"params.env: a param value must be a string, a number or a boolean, got {shown}"
+        f"params.env: param 'env' expects a string (type string), got {shown}"
     ]
 
 

@@ -110,7 +110,7 @@ def test_bad_durations_are_reported_with_go_units_hint() -> None:
 
 def test_union_errors_collapse_into_one_issue() -> None:
     with pytest.raises(WorkflowInvalid) as info:
-        parse_workflow(doc({"params": [{"name": "p", "default": [1]}], "steps": [step("a")]}))
+        parse_workflow(doc({"params": [{"name": "p", "default": 1j}], "steps": [step("a")]}))
     (issue,) = info.value.issues
     assert issue.field == "params[0].default"
     assert issue.step is None

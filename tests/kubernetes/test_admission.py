@@ -283,3 +283,40 @@ def test_a_refusal_is_logged_as_one_info_line(caplog: pytest.LogCaptureFixture) 
         caplog.clear()
         kopf_objects.error("Webhook 'validate-workflow' failed permanently: no")
     assert caplog.records == []  # --quiet: not even the INFO line
+
+
+# -- a run's spec is immutable but for its controls ------------------------------------
+
+
+async def _review_update(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """The registered WorkflowRun handler on an UPDATE (its Workflow no longer exists)."""
+    registry = kopf.OperatorRegistry()
+    register_admission(registry, fetch_workflow=_fetch_nothing)
+    (handler,) = [
+        h for h in registry._webhooks.get_all_handlers() if h.id == WORKFLOW_RUN_HANDLER_ID
+    ]
+    await handler.fn(body=kopf.Body(new), old=kopf.Body(old), namespace="ns", operation="UPDATE")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"workflowRef": {"name": "other"}}, "workflowRef"),
+        ({"params": {"env": "prod"}}, "params"),
+        ({"workflow": {"steps": [{"name": "a", "command": ["true"]}]}}, "workflow"),
+    ],
+)
+async def test_changing_what_a_run_runs_is_refused(change: dict[str, Any], field: str) -> None:
+    old = _run(workflowRef={"name": "ci"}, params={"env": "dev"})
+    new = _run(**{**old["spec"], **change})
+    with pytest.raises(kopf.AdmissionError) as info:
+        await _review_update(old, new)
+    assert f"spec.{field} is immutable" in str(info.value)
+    assert "except suspend, cancel, ttlSecondsAfterFinished" in str(info.value)
+    assert info.value.code == 422
+
+
+async def test_controls_change_even_when_the_workflow_is_gone() -> None:
+    old = _run(workflowRef={"name": "ci"}, params={"env": "dev"})
+    for control in ({"suspend": True}, {"cancel": True}, {"ttlSecondsAfterFinished": 60}):
+        await _review_update(old, _run(**{**old["spec"], **control}))

@@ -124,6 +124,11 @@ async def test_the_first_pass_pins_and_a_restart_runs_from_the_pin(cluster: Clus
         ({"workflowRef": {"name": "gone"}}, "WorkflowNotFound", "'gone' not found"),
         ({"params": {"env": "x"}}, "InvalidWorkflow", "give either workflowRef or workflow"),
         ({"workflowRef": {"name": "ci"}, "params": {"nope": 1}}, "InvalidWorkflow", "nope"),
+        (
+            {"workflowRef": {"name": "ci"}, "params": {"env": {"a": 1}}},
+            "InvalidWorkflow",
+            """params.env: param 'env' expects a string (type string), got object {"a": 1}""",
+        ),
         ({"workflow": {"steps": [{"name": "a"}]}}, "InvalidWorkflow", "command"),
     ],
 )

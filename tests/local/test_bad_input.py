@@ -488,12 +488,12 @@ spec:
         ([], "params.who: missing required param 'who'"),
         (
             ["-p", "who=x", "-p", "n=abc"],
-            "-p n=abc: params.n: expected an integer (like its default, 1), got 'abc'",
+            "-p n=abc: params.n: expected an integer, as JSON (type integer), got 'abc'",
         ),
         (["-p", "who=x", "-p", "n=1.5"], "params.n: expected an integer"),
         (
             ["-p", "who=x", "-p", "flag=yes"],
-            "params.flag: expected true or false (like its default, false), got 'yes'",
+            "params.flag: expected true or false (type boolean), got 'yes'",
         ),
         (["-p", "who=x", "--max-parallel", "0"], "--max-parallel 0: must be at least 1"),
         (["-p", "who=x", "--max-parallel", "-3"], "--max-parallel -3: must be at least 1"),

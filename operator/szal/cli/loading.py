@@ -23,7 +23,6 @@ Decisions:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import yaml
 
 from szal.engine.admitting import Admitted, Definition, Refused, admit, admit_definition
 from szal.engine.issues import SpecIssue, printable
+from szal.engine.params import EXPECTED, declared_type, from_text
 from szal.engine.validation import run_shape, validate_run_params
 from szal.spec import API_VERSION, ParamValue, WorkflowRun, WorkflowSpec
 
@@ -371,32 +371,21 @@ def _chosen(
 
 
 def convert_param(spec: WorkflowSpec, name: str, value: str, path: str) -> ParamValue:
+    """``-p name=value`` text as the param's declared type (:mod:`szal.engine.params`).
+
+    An unknown name is kept as text: admission then reports it as unknown.
+    """
     declared = next((p for p in spec.params if p.name == name), None)
-    default = None if declared is None else declared.default
-    if isinstance(default, bool):
-        expected = "true or false"
-        converted: ParamValue | None = {"true": True, "false": False}.get(value.lower())
-    elif isinstance(default, int):
-        expected = "an integer"
-        converted = _number(int, value)
-    elif isinstance(default, float):
-        expected = "a number"
-        converted = _number(float, value)
-    else:
+    if declared is None:
         return value
+    converted = from_text(declared, value)
     if converted is None:
+        kind = declared_type(declared)
+        how = "true or false" if kind == "boolean" else f"{EXPECTED[kind]}, as JSON"
         raise InputError(
-            f"{path}: -p {name}={value}: params.{name}: expected {expected}"
-            f" (like its default, {json.dumps(default)}), got {value!r}"
+            f"{path}: -p {name}={value}: params.{name}: expected {how} (type {kind}), got {value!r}"
         )
     return converted
-
-
-def _number(kind: type[int] | type[float], value: str) -> int | float | None:
-    try:
-        return kind(value)
-    except ValueError:
-        return None
 
 
 def parse_param_options(options: Sequence[str]) -> dict[str, str]:

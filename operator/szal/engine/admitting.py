@@ -11,7 +11,8 @@ once:
 3. the whole-workflow checks (:func:`szal.engine.checks.validate_workflow`),
    past any shape errors, so that both kinds are reported together;
 4. the run's params: declared defaults, unknown and missing params, values
-   that are not a string, a number or a boolean;
+   that do not fit their param's declared ``type`` or ``enum``
+   (:mod:`szal.engine.params`);
 5. resolution (:func:`szal.engine.workflow.resolve_workflow`, told not to
    validate again).
 
@@ -185,18 +186,8 @@ def _definition(
 def _params(
     spec: WorkflowSpec, given: Mapping[str, Any]
 ) -> tuple[dict[str, ParamValue], list[SpecIssue]]:
-    """The run's params against the declared ones; a value must be a scalar."""
-    issues: list[SpecIssue] = []
-    scalars: dict[str, Any] = {}
+    """The run's params against the declared ones: names, types and enums."""
     if not isinstance(given, Mapping):  # a raw body the schema did not check
         message = f"must be a mapping of names to values, got {shown_value(given)}"
         return {}, [SpecIssue("spec.params", None, "params", message)]
-    for key, value in given.items():
-        if isinstance(value, str | int | float | bool):
-            scalars[key] = value
-            continue
-        message = f"a param value must be a string, a number or a boolean, got {shown_value(value)}"
-        issues.append(SpecIssue(f"spec.params.{key}", None, f"params.{key}", message))
-        scalars[key] = ""  # still checked as known or unknown below
-    resolved, more = validate_run_params(spec, scalars)
-    return resolved, issues + more
+    return validate_run_params(spec, given)

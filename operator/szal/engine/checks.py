@@ -52,6 +52,7 @@ from typing import Final
 from szal.dsl import ConditionError, compile_condition
 from szal.engine.issues import EVERYTHING, Known, SpecIssue
 from szal.engine.matrices import default_issues, matrix_issues, matrix_keys
+from szal.engine.params import declaration_problems
 from szal.engine.shapes import duration_problem
 from szal.spec import Retries, Step, StepTemplate, WorkflowSpec, parse_duration
 from szal.spec.models import CommandSpec
@@ -281,6 +282,10 @@ def _check_workflow_fields(issues: list[SpecIssue], spec: WorkflowSpec) -> set[s
                 )
             )
         param_names.add(param.name)
+        for field, message in declaration_problems(param):
+            issues.append(
+                SpecIssue(f"spec.params[{i}].{field}", None, f"params[{i}].{field}", message)
+            )
     template = spec.template
     if template is not None:
         _check_duration(issues, "spec.template", None, "template.timeout", template.timeout)

@@ -34,6 +34,7 @@ from szal.engine.issues import (
     prefixed,
     raise_for_issues,
 )
+from szal.engine.params import value_problem
 from szal.engine.shapes import (
     closest_field,
     duration_problem,
@@ -145,7 +146,8 @@ def _inline_checked(spec: WorkflowSpec, known: Known) -> list[SpecIssue]:
 def validate_run_params(
     spec: WorkflowSpec, given: Mapping[str, Any]
 ) -> tuple[dict[str, ParamValue], list[SpecIssue]]:
-    """Resolve a run's params against the declared ones: defaults, unknown, missing."""
+    """Resolve a run's params against the declared ones: defaults, unknown, missing,
+    and each given value against its param's type and enum (:mod:`szal.engine.params`)."""
     issues: list[SpecIssue] = []
     declared = {p.name: p for p in spec.params}
     resolved: dict[str, ParamValue] = {}
@@ -163,6 +165,9 @@ def validate_run_params(
     for name, param in declared.items():
         if name in given:
             resolved[name] = given[name]
+            problem = value_problem(param, given[name])
+            if problem is not None:
+                issues.append(SpecIssue(f"spec.params.{name}", None, f"params.{name}", problem))
         elif param.default is not None:
             resolved[name] = param.default
         else:

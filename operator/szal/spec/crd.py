@@ -33,7 +33,8 @@ schema. The conversion here embodies these decisions:
   ``x-kubernetes-list-type: map`` keyed by ``name``, and a few CEL rules that
   concern one object only: a run names exactly one of ``workflowRef`` /
   ``workflow``; a step, template or rollback does not set both ``command``
-  and ``script``.
+  and ``script``; a run's spec is immutable except its controls (transition
+  rules with ``oldSelf``, :mod:`szal.spec.immutability`).
 * **Status.** WorkflowRun's status schema is :class:`szal.spec.status.RunStatus`
   converted like the specs (the model ``RunState.to_status`` follows, tested
   both ways), for ``kubectl explain`` and the printer columns. The run, step
@@ -60,6 +61,7 @@ import yaml
 from pydantic import BaseModel
 
 from szal.spec.containers import ACTIVE_DEADLINE_REFUSAL
+from szal.spec.immutability import immutable_message, immutable_run_fields
 from szal.spec.kubernetes_schemas import schema as kubernetes_schema
 from szal.spec.models import (
     GROUP,
@@ -140,7 +142,18 @@ _RULES: Final[dict[str, list[dict[str, str]]]] = {
             "message": (
                 "set exactly one of workflowRef (a Workflow's name) or workflow (an inline spec)"
             ),
-        }
+        },
+        *(
+            {
+                # A transition rule (oldSelf): checked on UPDATE only.
+                "rule": (
+                    f"has(self.{field}) == has(oldSelf.{field})"
+                    f" && (!has(self.{field}) || self.{field} == oldSelf.{field})"
+                ),
+                "message": immutable_message(field),
+            }
+            for field in immutable_run_fields()
+        ),
     ],
 }
 

@@ -36,7 +36,9 @@ Launcher = Literal["Pod", "Job"]
 #: Kubernetes' own values and meaning; unset: Kubernetes' default (Always for
 #: ``:latest`` or no tag, else IfNotPresent). Ignored by the local runner.
 ImagePullPolicy = Literal["Always", "IfNotPresent", "Never"]
-ParamValue = str | int | float | bool
+ParamValue = str | int | float | bool | list[Any] | dict[str, Any]
+#: A param's declared type (the JSON type of its values), as in Tekton and Argo.
+ParamType = Literal["string", "integer", "number", "boolean", "array", "object"]
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, examples=["90s", "1m30s"])]
 #: A Kubernetes resource quantity: ``500m``, ``2``, ``1.5``, ``1Gi``, ``128M``.
 #: Plain numbers are accepted as Kubernetes accepts them (``cpu: 2``).
@@ -221,9 +223,15 @@ class Step(StepOptions):
 
 
 class Param(_Model):
-    """A workflow parameter; without a default, every run must give it."""
+    """A workflow parameter; without a default, every run must give it.
+
+    ``type`` unset: the JSON type of ``default``, else ``string`` (see
+    :func:`szal.engine.params.declared_type`).
+    """
 
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")]
+    type: ParamType | None = None
+    enum: Annotated[list[ParamValue], Field(min_length=1)] | None = None
     default: ParamValue | None = None
     description: str | None = None
 

@@ -19,10 +19,12 @@ Decisions:
 * **Operations CREATE and UPDATE only, main resource only.** Status writes
   (``/status``) never reach the webhook, and DELETE is always allowed.
 * **An UPDATE that leaves ``spec`` alone is allowed at once** (kopf's own
-  finalizer patches, labels, annotations). A WorkflowRun UPDATE is checked
-  only when ``workflowRef``, ``workflow`` or ``params`` change: toggling
-  ``suspend`` or ``cancel`` must work even after the Workflow it ran from
-  was edited or deleted.
+  finalizer patches, labels, annotations). A WorkflowRun's spec is
+  immutable except its controls (:mod:`szal.spec.immutability`, also CEL
+  rules on the CRD): an UPDATE changing ``workflowRef``, ``workflow`` or
+  ``params`` is refused saying so, and one changing only ``suspend``,
+  ``cancel`` or ``ttlSecondsAfterFinished`` is allowed without looking up
+  its Workflow, which may since have been edited or deleted.
 * **The workflowRef lookup** goes through a ``fetch_workflow(namespace,
   name)`` callable that the operator provides (its API client; see
   :func:`fetcher_from_client`). Without one, only what the run holds is
@@ -72,6 +74,7 @@ from szal.engine.validation import run_shape
 from szal.runners.kubernetes.client import ApiClient, NotFound, group_path
 from szal.runners.kubernetes.dryrunning import PodDryRun, pod_problems
 from szal.spec import API_VERSION, GROUP, VERSION, WorkflowRun, WorkflowSpec
+from szal.spec.immutability import changed_immutable_fields, immutable_message
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +87,6 @@ DEFAULT_PORT: Final = 9443
 JsonDict = dict[str, Any]
 WorkflowFetcher = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
 """``fetch_workflow(namespace, name)``: the Workflow object, or None if it does not exist."""
-
-_RUN_IDENTITY: Final = ("workflowRef", "workflow", "params")
 
 
 class AdmissionRefused(Exception):
@@ -184,6 +185,13 @@ async def _referenced_problems(
     return []
 
 
+def check_run_update(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """Raise :class:`AdmissionRefused` when an UPDATE changes more than the run's controls."""
+    changed = changed_immutable_fields(old.get("spec") or {}, new.get("spec") or {})
+    if changed:
+        raise AdmissionRefused("WorkflowRun", _name(new), [immutable_message(f) for f in changed])
+
+
 def _inline(issue: SpecIssue) -> SpecIssue:
     """An issue of the inline workflow, located in the run (its params stay the run's)."""
     return issue if issue.path.startswith("spec.params") else prefixed(issue, "spec.workflow")
@@ -277,8 +285,12 @@ def register_admission(
     )
     async def validate_workflow_run(body: kopf.Body, namespace: str | None, **kwargs: Any) -> None:
         old: kopf.Body | None = kwargs.get("old")
-        if kwargs.get("operation") == "UPDATE" and _spec_unchanged(old, body, _RUN_IDENTITY):
-            return
+        if kwargs.get("operation") == "UPDATE" and old is not None:
+            try:
+                check_run_update(old, body)
+            except AdmissionRefused as error:
+                raise _refuse(error) from None
+            return  # only controls changed: nothing else to check
         try:
             await check_workflow_run(
                 body, namespace=namespace or "default", fetch_workflow=fetch_workflow
