@@ -52,6 +52,7 @@ STEP = StepState(
     pod_name="run-a-2",
     finish_order=1,
     rollback=ROLLBACK,
+    reused_from="wf-original",
 )
 RUN = RunState(
     phase=RunPhase.ROLLING_BACK,

@@ -125,8 +125,18 @@ class Readiness:
             if recs[i].phase in _STEP_DONE and open_children == 0:
                 self._unit_done[i] = True
                 self._outcome[i] = self._unit_outcome(i)
-        if session.state.phase is RunPhase.PENDING:
-            return
+        if session.state.phase is not RunPhase.PENDING:
+            self.resume()
+
+    def resume(self) -> None:
+        """Queue for decision every Pending step its finished steps may unlock.
+
+        At attach for a run already under way, and when a run seeded with
+        finished steps (a retry, :mod:`szal.engine.retrying`) starts: both
+        go on from the steps recorded as finished, not from the first step.
+        """
+        compiled = self._session.compiled
+        recs = self._recs
         for g, group in enumerate(compiled.members):
             owner = compiled.group_owner[g]
             if owner >= 0 and recs[owner].phase is not _SUCCEEDED:

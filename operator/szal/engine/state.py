@@ -76,7 +76,9 @@ class StepState:
     ``attempt_started_at`` is when the current attempt was launched (for the
     per-attempt timeout); ``retry_at`` is when a Waiting step may start its
     next attempt; ``finish_order`` numbers steps in order of completion so
-    rollback can run in exact reverse order even when timestamps tie.
+    rollback can run in exact reverse order even when timestamps tie;
+    ``reused_from`` names the run a retry carried this Succeeded step over
+    from (:mod:`szal.engine.retrying`).
     """
 
     phase: StepPhase = StepPhase.PENDING
@@ -91,6 +93,7 @@ class StepState:
     pod_name: str | None = None
     finish_order: int | None = None
     rollback: RollbackState | None = None
+    reused_from: str | None = None
 
     def to_status(self) -> StatusDict:
         out: StatusDict = {"phase": self.phase.value, "attempts": self.attempts}
@@ -114,6 +117,8 @@ class StepState:
             out["finishOrder"] = self.finish_order
         if self.rollback is not None:
             out["rollback"] = self.rollback.to_status()
+        if self.reused_from is not None:
+            out["reusedFrom"] = self.reused_from
         return out
 
     @classmethod
@@ -132,6 +137,7 @@ class StepState:
             pod_name=data.get("podName"),
             finish_order=data.get("finishOrder"),
             rollback=RollbackState.from_status(rb) if rb else None,
+            reused_from=data.get("reusedFrom"),
         )
 
 

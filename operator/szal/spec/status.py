@@ -175,6 +175,11 @@ class StepStatus(_Status):
     rollback: Annotated[RollbackStatus | None, CLEARABLE] = Field(
         default=None, description="The step's compensation, when the run rolled back."
     )
+    reused_from: Annotated[str | None, CLEARABLE] = Field(
+        default=None,
+        description="The run this Succeeded step was carried over from by a retry"
+        " (its attempts, outputs and times are that run's).",
+    )
 
 
 class Condition(_Status):
