@@ -63,6 +63,7 @@ from szal.runners.kubernetes.client import (
     group_path,
 )
 from szal.runners.kubernetes.events import RunRef
+from szal.runners.kubernetes.ratelimiting import TokenBucket
 from szal.runners.kubernetes.runtime import ReconcilerSettings
 
 logger = logging.getLogger(__name__)
@@ -130,7 +131,10 @@ class PlanApplier:
         settings: ReconcilerSettings,
         clock: Callable[[], float],
         ref: RunRef,
+        limiter: TokenBucket | None = None,
     ) -> None:
+        """``limiter``: the operator's pod creation bucket (one for every run)."""
+        self.limiter = limiter
         self.client = client
         self.settings = settings
         self.clock = clock
@@ -232,6 +236,8 @@ class PlanApplier:
 
     async def _launch(self, launch: Launch, workflow: ResolvedWorkflow, state: RunState) -> None:
         plural, name, manifest = self._manifest(launch, workflow, state)
+        if self.limiter is not None:
+            await self.limiter.acquire()
         try:
             await self.client.create(
                 attempt_path(self.ref.namespace, plural), manifest, resource=plural

@@ -130,7 +130,9 @@ class RunReconciler:
         self._seen: dict[AttemptRef, str] = {}  # attempts whose pod we saw: pod name
         self._suspects: set[AttemptRef] = set()  # running at restore: gone if no pod
         self._first_restore = True
-        self.applier = PlanApplier(runtime.client, runtime.settings, runtime.clock, self.ref)
+        self.applier = PlanApplier(
+            runtime.client, runtime.settings, runtime.clock, self.ref, runtime.pod_limiter
+        )
         self.lifecycle = RunLifecycle(runtime, mailbox, self.ref)
 
     # --- the loop -----------------------------------------------------------
