@@ -288,7 +288,11 @@ def test_helm_install_upgrade_uninstall(kubectl: Kubectl, namespace: str) -> Non
         )
         webhook = kubectl.json("get", "validatingwebhookconfiguration", f"{full}-webhook")
         paths = sorted(w["clientConfig"]["service"]["path"] for w in webhook["webhooks"])
-        assert paths == ["/validate-workflow", "/validate-workflowrun"]
+        assert paths == [
+            "/validate-workflow",
+            "/validate-workflowrun",
+            "/validate-workflowschedule",
+        ]
         assert {w["failurePolicy"] for w in webhook["webhooks"]} == {"Ignore"}
         for kind in ("service", "role", "rolebinding", "serviceaccount"):
             assert kubectl(

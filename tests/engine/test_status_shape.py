@@ -54,6 +54,7 @@ STEP = StepState(
     finish_order=1,
     rollback=ROLLBACK,
     final=True,
+    reused_from="wf-original",
 )
 RUN = RunState(
     phase=RunPhase.ROLLING_BACK,

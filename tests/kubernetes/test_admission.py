@@ -26,9 +26,11 @@ import pytest
 from szal.runners.kubernetes.admission import (
     WORKFLOW_HANDLER_ID,
     WORKFLOW_RUN_HANDLER_ID,
+    WORKFLOW_SCHEDULE_HANDLER_ID,
     AdmissionRefused,
     check_workflow,
     check_workflow_run,
+    check_workflow_schedule,
     register_admission,
 )
 
@@ -182,7 +184,11 @@ def test_handlers_are_registered_on_the_given_registry() -> None:
     registry = kopf.OperatorRegistry()
     register_admission(registry, fetch_workflow=_fetch_nothing)
     handlers = {h.id: h for h in registry._webhooks.get_all_handlers()}
-    assert set(handlers) == {WORKFLOW_HANDLER_ID, WORKFLOW_RUN_HANDLER_ID}
+    assert set(handlers) == {
+        WORKFLOW_HANDLER_ID,
+        WORKFLOW_RUN_HANDLER_ID,
+        WORKFLOW_SCHEDULE_HANDLER_ID,
+    }
     for handler in handlers.values():
         assert set(handler.operations or ()) == {"CREATE", "UPDATE"}
         assert handler.subresource is None
@@ -320,3 +326,41 @@ async def test_controls_change_even_when_the_workflow_is_gone() -> None:
     old = _run(workflowRef={"name": "ci"}, params={"env": "dev"})
     for control in ({"suspend": True}, {"cancel": True}, {"ttlSecondsAfterFinished": 60}):
         await _review_update(old, _run(**{**old["spec"], **control}))
+
+
+# -- WorkflowSchedule: the cron expression and time zone -----------------------------
+
+
+def _schedule(**spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "szal.dev/v1alpha1",
+        "kind": "WorkflowSchedule",
+        "metadata": {"name": "nightly", "namespace": "ns", "uid": "u", "resourceVersion": "1"},
+        "spec": {"schedule": "0 2 * * *", "workflowRef": {"name": "ci"}, **spec},
+    }
+
+
+def test_a_valid_schedule_is_admitted() -> None:
+    check_workflow_schedule(_schedule())
+    check_workflow_schedule(_schedule(schedule="@hourly", timeZone="Europe/Budapest"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ({"schedule": "every night"}, "spec.schedule: not a cron expression: 'every night'"),
+        ({"schedule": "61 * * * *"}, "spec.schedule: not a cron expression: '61 * * * *'"),
+        ({"timeZone": "Mars/Olympus"}, "spec.timeZone: unknown time zone 'Mars/Olympus'"),
+    ],
+)
+def test_a_bad_cron_expression_or_zone_is_refused(spec: dict[str, Any], problem: str) -> None:
+    with pytest.raises(AdmissionRefused) as refused:
+        check_workflow_schedule(_schedule(**spec))
+    assert refused.value.problems == [problem]
+    assert "WorkflowSchedule 'nightly' is invalid" in refused.value.message
+
+
+def test_a_schedule_of_the_wrong_shape_is_refused_naming_the_field() -> None:
+    with pytest.raises(AdmissionRefused) as refused:
+        check_workflow_schedule(_schedule(concurrencyPolicy="Sometimes"))
+    assert refused.value.problems[0].startswith("spec.concurrencyPolicy: ")

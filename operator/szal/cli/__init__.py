@@ -24,6 +24,7 @@ from szal.cli import (
     cluster_completion_cmd,
     cluster_control_cmd,
     cluster_logs_cmd,
+    cluster_retry_cmd,
     cluster_runs_cmd,
     cluster_submit_cmd,
     crds_cmd,
@@ -52,6 +53,7 @@ SUBCOMMANDS: list[Subcommand] = [
     cluster_runs_cmd.GET,
     cluster_logs_cmd.COMMAND,
     *cluster_control_cmd.COMMANDS,
+    cluster_retry_cmd.COMMAND,
     cluster_completion_cmd.COMMAND,
 ]
 

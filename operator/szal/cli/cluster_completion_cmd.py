@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from szal.cli.commanding import EXIT_OK, Subcommand
 
-RUN_COMMANDS = frozenset({"get", "logs", "cancel", "suspend", "resume", "delete"})
+RUN_COMMANDS = frozenset({"get", "logs", "cancel", "suspend", "resume", "delete", "retry"})
 VALUE_OPTIONS = frozenset(
     {
         "-n",

@@ -231,6 +231,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "phases go at once; 0: write every change at once (default: 131072)",
     )
     parser.add_argument(
+        "--pod-creation-rate",
+        type=float,
+        default=50.0,
+        metavar="PER_SECOND",
+        help="Pod/Job creations per second for the whole operator, a token bucket;"
+        " 0: unlimited (default: 50)",
+    )
+    parser.add_argument(
+        "--pod-creation-burst",
+        type=int,
+        default=100,
+        metavar="N",
+        help="creations allowed at once before --pod-creation-rate applies (default: 100)",
+    )
+    parser.add_argument(
         "--step-started-events",
         action="store_true",
         help="also post a StepStarted Event per attempt (one more API write per step)",
@@ -259,6 +274,10 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
     for flag in ("webhook_secret", "webhook_configuration"):
         if getattr(args, flag) and not args.webhook_service:
             raise ValueError(f"--{flag.replace('_', '-')} needs --webhook-service")
+    if args.pod_creation_rate < 0:
+        raise ValueError(f"--pod-creation-rate {args.pod_creation_rate:g}: must not be negative")
+    if args.pod_creation_burst < 1:
+        raise ValueError(f"--pod-creation-burst {args.pod_creation_burst}: must be at least 1")
     election = None
     if args.leader_elect:
         election = ElectionSettings(
@@ -295,6 +314,8 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
             default_image=args.default_image,
             history_finalizer_timeout=args.history_finalizer_timeout,
             coalescing=CoalescingSettings(budget=args.status_write_budget),
+            pod_creation_rate=args.pod_creation_rate or None,
+            pod_creation_burst=args.pod_creation_burst,
         ),
     )
 

@@ -22,6 +22,7 @@ import signal
 import sys
 import time
 import uuid
+from typing import TYPE_CHECKING
 
 from szal.cli.commanding import (
     EXIT_FAILED,
@@ -33,9 +34,20 @@ from szal.cli.commanding import (
     sqlite_path_problem,
 )
 
+if TYPE_CHECKING:
+    from szal.engine.state import RunState
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="FILE", help="a Workflow or WorkflowRun YAML file")
+    parser.add_argument(
+        "file", metavar="FILE", nargs="?", help="a Workflow or WorkflowRun YAML file"
+    )
+    parser.add_argument(
+        "--retry-from",
+        metavar="RUN",
+        help="instead of FILE: run again the pinned spec and params of the recorded run RUN"
+        " (name or uid), keeping its Succeeded steps (docs/engine.md, 'Retry from failed')",
+    )
     parser.add_argument(
         "-p",
         "--param",
@@ -84,7 +96,18 @@ def handle(args: argparse.Namespace) -> int:
         if problem is not None:
             print(f"szal: --db {redacted(args.db)}: {problem}", file=sys.stderr)
             return EXIT_INVALID
+    if (args.file is None) == (args.retry_from is None):
+        print("szal: give a FILE to run, or --retry-from RUN (not both)", file=sys.stderr)
+        return EXIT_INVALID
     gpus = discover_gpus()
+    if args.retry_from is not None:
+        if args.param:
+            print(
+                "szal: --retry-from runs with the original run's params; -p is not allowed",
+                file=sys.stderr,
+            )
+            return EXIT_INVALID
+        return asyncio.run(_retry(args, gpus))
     try:
         params = parse_param_options(args.param)
         loaded = load_file(
@@ -118,7 +141,69 @@ def _gpus_found(gpus: tuple[str, ...]) -> str:
     return "found by nvidia-smi" if gpus else "nvidia-smi found none"
 
 
-async def _run(args: argparse.Namespace, loaded: object, gpus: tuple[str, ...]) -> int:
+async def _retry(args: argparse.Namespace, gpus: tuple[str, ...]) -> int:
+    """``--retry-from RUN``: the recorded run's pinned spec, seeded with its Succeeded steps."""
+    from szal.cli.loading import LoadedRun
+    from szal.engine.admitting import Refused, admit
+    from szal.engine.retrying import retry_problem, seed_retry
+    from szal.history.reusing import step_records
+    from szal.history.sqlite import SqliteStore, default_db_path
+
+    db = args.db or default_db_path()
+    store, code = await open_history(db)
+    if store is None:
+        return code
+    try:
+        detail = await store.get_run(args.retry_from)
+        if detail is None:
+            print(f"szal: no run {args.retry_from!r} in {redacted(db)}", file=sys.stderr)
+            return EXIT_FAILED
+        original = detail.run
+        problem = retry_problem(original.name, original.phase)
+        if problem is not None:
+            print(f"szal: {problem}", file=sys.stderr)
+            return EXIT_FAILED
+        assert isinstance(store, SqliteStore)  # --db is never a Postgres URL here
+        stored = await store.get_workflow(original.namespace, original.workflow, original.spec_hash)
+    finally:
+        await store.close()
+    if stored is None:
+        print(
+            f"szal: run {original.name!r}: its definition ({original.spec_hash}) is not in"
+            f" {redacted(db)}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    admitted = admit(stored.spec, original.params, name=original.workflow, gpus_available=len(gpus))
+    if isinstance(admitted, Refused):
+        for issue in admitted.issues:
+            print(f"szal: run {original.name!r}: {issue}", file=sys.stderr)
+        return EXIT_INVALID
+    if admitted.workflow.spec_hash != original.spec_hash:
+        print(
+            f"szal: run {original.name!r} pinned {original.spec_hash}; its stored definition"
+            f" now reads as {admitted.workflow.spec_hash}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    loaded = LoadedRun(
+        f"run {original.name}",
+        original.workflow,
+        admitted,
+        None,
+        original.namespace,
+        dict(stored.spec),
+    )
+    seed = seed_retry(admitted.workflow, step_records(detail), original.name)
+    return await _run(args, loaded, gpus, seed)
+
+
+async def _run(
+    args: argparse.Namespace,
+    loaded: object,
+    gpus: tuple[str, ...],
+    seed: RunState | None = None,
+) -> int:
     from szal.cli.loading import LoadedRun
     from szal.cli.progress import LiveTree, PlainLines
     from szal.history.recording import RunIdentity
@@ -160,6 +245,7 @@ async def _run(args: argparse.Namespace, loaded: object, gpus: tuple[str, ...]) 
             gpus=gpus,
         ),
         listener=listener,
+        state=seed,
     )
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -259,7 +259,11 @@ class PlanSession:
                 return self._result(None)
             state.started_at = now
             self._run_change(RunPhase.RUNNING, now, "RunStarted", "")
-            self._readiness.activate(0, now)
+            if state.finished_count:
+                # Seeded with steps a retry carried over: go on from them.
+                self._readiness.resume()
+            else:
+                self._readiness.activate(0, now)
         self._observe(observations, now)
         if self._readiness.deferred:
             self._readiness.decide_deferred(now)

@@ -126,8 +126,20 @@ class Readiness:
             if recs[i].phase in _STEP_DONE and open_children == 0:
                 self._unit_done[i] = True
                 self._outcome[i] = self._unit_outcome(i)
-        if session.state.phase is RunPhase.PENDING:
-            return
+        if session.state.phase is not RunPhase.PENDING:
+            self.resume()
+
+    def resume(self) -> None:
+        """Queue for decision every Pending step its finished steps may unlock.
+
+        At attach for a run already under way, and when a run seeded with
+        finished steps (a retry, :mod:`szal.engine.retrying`) starts: both
+        go on from the steps recorded as finished, not from the first step.
+        The finally steps wait for the main outcome.
+        """
+        session = self._session
+        compiled = session.compiled
+        recs = self._recs
         for g in range(len(compiled.members)):
             if g == compiled.finally_group and session.state.main_outcome is None:
                 continue  # the finally steps start after the main ones

@@ -76,7 +76,9 @@ class StepState:
     ``attempt_started_at`` is when the current attempt was launched (for the
     per-attempt timeout); ``retry_at`` is when a Waiting step may start its
     next attempt; ``finish_order`` numbers steps in order of completion so
-    rollback can run in exact reverse order even when timestamps tie.
+    rollback can run in exact reverse order even when timestamps tie;
+    ``reused_from`` names the run a retry carried this Succeeded step over
+    from (:mod:`szal.engine.retrying`).
     """
 
     phase: StepPhase = StepPhase.PENDING
@@ -92,6 +94,7 @@ class StepState:
     finish_order: int | None = None
     rollback: RollbackState | None = None
     final: bool = False  # a finally step (spec.finally)
+    reused_from: str | None = None
 
     def to_status(self) -> StatusDict:
         out: StatusDict = {"phase": self.phase.value, "attempts": self.attempts}
@@ -117,6 +120,8 @@ class StepState:
             out["rollback"] = self.rollback.to_status()
         if self.final:
             out["finally"] = True
+        if self.reused_from is not None:
+            out["reusedFrom"] = self.reused_from
         return out
 
     @classmethod
@@ -136,6 +141,7 @@ class StepState:
             finish_order=data.get("finishOrder"),
             rollback=RollbackState.from_status(rb) if rb else None,
             final=bool(data.get("finally", False)),
+            reused_from=data.get("reusedFrom"),
         )
 
 

@@ -178,6 +178,11 @@ class StepStatus(_Status):
     finally_: Annotated[bool | None, CLEARABLE] = Field(
         default=None, alias="finally", description="A finally step (spec.finally)."
     )
+    reused_from: Annotated[str | None, CLEARABLE] = Field(
+        default=None,
+        description="The run this Succeeded step was carried over from by a retry"
+        " (its attempts, outputs and times are that run's).",
+    )
 
 
 class Condition(_Status):

@@ -80,6 +80,7 @@ logger = logging.getLogger(__name__)
 
 WORKFLOW_HANDLER_ID: Final = "validate-workflow"
 WORKFLOW_RUN_HANDLER_ID: Final = "validate-workflowrun"
+WORKFLOW_SCHEDULE_HANDLER_ID: Final = "validate-workflowschedule"
 MANAGED_NAME: Final = "auto.szal.dev"
 """Name of the Validating/MutatingWebhookConfiguration kopf manages."""
 DEFAULT_PORT: Final = 9443
@@ -131,6 +132,35 @@ def check_workflow(doc: Mapping[str, Any]) -> WorkflowSpec:
     if isinstance(definition, Refused):
         raise AdmissionRefused("Workflow", _name(data), _problems(definition.issues))
     return definition.spec
+
+
+def check_workflow_schedule(doc: Mapping[str, Any]) -> None:
+    """Raise :class:`AdmissionRefused` unless ``doc`` is a valid WorkflowSchedule.
+
+    The shape (the CRD schema checks it too) and, what no schema can, the
+    cron expression and the time zone, with the words the operator would
+    use (:func:`szal.engine.scheduling.check`). The Workflow it names is
+    not looked up: a schedule may be created before its Workflow, and the
+    operator reports a missing one on each run it starts.
+    """
+    from pydantic import ValidationError
+
+    from szal.engine.scheduling import ScheduleInvalid, check
+    from szal.spec.schedules import WorkflowScheduleSpec
+
+    data = _plain(doc)
+    try:
+        spec = WorkflowScheduleSpec.model_validate(data.get("spec") or {})
+    except ValidationError as error:
+        problems = [
+            ".".join(["spec", *(str(part) for part in item["loc"])]) + f": {item['msg']}"
+            for item in error.errors()
+        ]
+        raise AdmissionRefused("WorkflowSchedule", _name(data), problems) from None
+    try:
+        check(spec)
+    except ScheduleInvalid as error:
+        raise AdmissionRefused("WorkflowSchedule", _name(data), [str(error)]) from None
 
 
 async def check_workflow_run(
@@ -245,7 +275,7 @@ def register_admission(
     fetch_workflow: WorkflowFetcher | None = None,
     dry_run: PodDryRun | None = None,
 ) -> None:
-    """Add the Workflow and WorkflowRun validating handlers to ``registry``.
+    """Add the Workflow, WorkflowRun and WorkflowSchedule validating handlers to ``registry``.
 
     ``fetch_workflow`` resolves ``workflowRef`` (see the module docstring);
     pass ``fetcher_from_client(client)`` from the operator. ``dry_run``
@@ -298,7 +328,25 @@ def register_admission(
         except AdmissionRefused as error:
             raise _refuse(error) from None
 
-    del validate_workflow, validate_workflow_run  # registered; nothing else refers to them
+    @kopf.on.validate(
+        GROUP,
+        VERSION,
+        "workflowschedules",
+        id=WORKFLOW_SCHEDULE_HANDLER_ID,
+        operations=["CREATE", "UPDATE"],
+        registry=registry,
+    )
+    def validate_workflow_schedule(body: kopf.Body, **kwargs: Any) -> None:
+        old: kopf.Body | None = kwargs.get("old")
+        if kwargs.get("operation") == "UPDATE" and _spec_unchanged(old, body):
+            return
+        try:
+            check_workflow_schedule(body)
+        except AdmissionRefused as error:
+            raise _refuse(error) from None
+
+    # Registered; nothing else refers to them.
+    del validate_workflow, validate_workflow_run, validate_workflow_schedule
 
 
 def fetcher_from_client(client: ApiClient) -> WorkflowFetcher:

@@ -64,6 +64,7 @@ from szal.runners.kubernetes.client import (
     group_path,
 )
 from szal.runners.kubernetes.events import RunRef
+from szal.runners.kubernetes.ratelimiting import TokenBucket
 from szal.runners.kubernetes.runtime import ReconcilerSettings
 
 logger = logging.getLogger(__name__)
@@ -131,9 +132,12 @@ class PlanApplier:
         settings: ReconcilerSettings,
         clock: Callable[[], float],
         ref: RunRef,
+        limiter: TokenBucket | None = None,
         *,
         on_write_error: Callable[[ApiError, str], None] | None = None,
     ) -> None:
+        """``limiter``: the operator's pod creation bucket (one for every run)."""
+        self.limiter = limiter
         self.client = client
         self.on_write_error = on_write_error
         """Told every transient create error (the cluster's health, health.py)."""
@@ -237,6 +241,8 @@ class PlanApplier:
 
     async def _launch(self, launch: Launch, workflow: CompiledWorkflow, state: RunState) -> None:
         plural, name, manifest = self._manifest(launch, workflow, state)
+        if self.limiter is not None:
+            await self.limiter.acquire()
         try:
             await self.client.create(
                 attempt_path(self.ref.namespace, plural), manifest, resource=plural

@@ -57,7 +57,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from szal.engine.actions import AttemptRef, Observation, Plan, Transition
-from szal.engine.compiled import compile_workflow, new_run_state
+from szal.engine.compiled import compile_workflow
 from szal.engine.phases import EventReason, RunPhase, StepPhase
 from szal.engine.planner import PlanSession
 from szal.engine.state import PinnedWorkflow, RunState, StatusDict
@@ -71,6 +71,7 @@ from szal.runners.kubernetes.finalizing import RunLifecycle
 from szal.runners.kubernetes.health import API_WRITE_FAILING, advice, classify_write_error
 from szal.runners.kubernetes.observing import observe, vanished
 from szal.runners.kubernetes.pinning import Refusal, RunRefused, pin_run
+from szal.runners.kubernetes.retrying import initial_state
 from szal.runners.kubernetes.runtime import Mailbox, Runtime, patch_run_status, run_path
 from szal.spec.status import TERMINAL_RUN_PHASES, RunStatus, StepStatus, clearable_keys
 
@@ -139,6 +140,7 @@ class RunReconciler:
             runtime.settings,
             runtime.clock,
             self.ref,
+            runtime.pod_limiter,
             on_write_error=self._write_failed,
         )
         self.lifecycle = RunLifecycle(runtime, mailbox, self.ref)
@@ -362,6 +364,12 @@ class RunReconciler:
             return None
         try:
             pin = await pin_run(self.runtime.client, self.ref, body)
+            # A new run's state; a retry's is seeded from the run it retries.
+            seeded = (
+                await initial_state(self.runtime.client, self.ref, body, pin.workflow)
+                if state is None
+                else None
+            )
         except RunRefused as refused:
             if refused.when is not Refusal.AT_START:
                 raise
@@ -396,7 +404,8 @@ class RunReconciler:
         self.workflow = workflow
         self.applier.attach(workflow)
         if state is None:
-            state = new_run_state(workflow)
+            assert seeded is not None
+            state = seeded
         elif (
             pin.first
             and state.workflow is not None

@@ -25,6 +25,7 @@ from szal.runners.kubernetes.coalescing import CoalescingSettings, WriteBudget
 from szal.runners.kubernetes.events import EventPoster, RunRef
 from szal.runners.kubernetes.health import ApiHealth
 from szal.runners.kubernetes.observing import PodView
+from szal.runners.kubernetes.ratelimiting import TokenBucket
 from szal.spec import API_VERSION
 
 RUNS = "workflowruns"
@@ -43,6 +44,11 @@ class ReconcilerSettings:
     """Cap of that delay."""
     quota_retry_delay: float = 5.0
     """Seconds before re-trying a pod creation refused by a quota."""
+    pod_creation_rate: float | None = 50.0
+    """Pod/Job creations per second, for the whole operator (None: unlimited);
+    a token bucket (:mod:`szal.runners.kubernetes.ratelimiting`)."""
+    pod_creation_burst: int = 100
+    """Creations allowed at once before ``pod_creation_rate`` applies."""
     default_image: str = "busybox:1.36"
     """Image of steps that name none (neither the step nor the template)."""
     history_finalizer_timeout: float = 300.0
@@ -116,8 +122,14 @@ class Runtime:
     """Failing writes by kind: counted, logged at most once a minute per kind."""
     write_budget: WriteBudget | None = None
     """The status-write budget all runs share; made from ``settings`` when None."""
+    pod_limiter: TokenBucket | None = None
+    """Every creation takes a token first; made from ``settings`` when None."""
 
     def __post_init__(self) -> None:
+        if self.pod_limiter is None:
+            self.pod_limiter = TokenBucket(
+                self.settings.pod_creation_rate, self.settings.pod_creation_burst
+            )
         if self.write_budget is None:
             self.write_budget = WriteBudget(self.settings.coalescing)
 

@@ -43,6 +43,7 @@ from szal.engine.environment import step_environment
 from szal.engine.state import RunState
 from szal.engine.workflow import ResolvedWorkflow
 from szal.history.recording import RunIdentity, record_plan, record_start
+from szal.history.reusing import reused_attempts
 from szal.history.store import ExecutionStore
 from szal.runners.local.gpus import GpuPool
 from szal.runners.local.processes import Exited, LocalProcess, start_process
@@ -117,7 +118,10 @@ class LocalRunner:
         store: ExecutionStore | None = None,
         settings: LocalSettings | None = None,
         listener: RunListener | None = None,
+        state: RunState | None = None,
     ) -> None:
+        """``state``: a run seeded with carried-over steps (a retry,
+        :func:`szal.engine.retrying.seed_retry`); default a new run's."""
         self.settings = settings or LocalSettings()
         if self.settings.max_parallel is not None:
             workflow = dataclasses.replace(workflow, max_parallel=self.settings.max_parallel)
@@ -125,7 +129,7 @@ class LocalRunner:
         self.identity = identity
         self.store = store
         self.listener: RunListener = listener or _Quiet()
-        self.state: RunState = new_run_state(workflow)
+        self.state: RunState = state if state is not None else new_run_state(workflow)
         self.session = compile_workflow(workflow).attach(self.state)
         self.gpu_pool = GpuPool(self.settings.gpus)
         self.cancel_signal: int | None = None
@@ -154,6 +158,9 @@ class LocalRunner:
             workflow_record, run_record = record_start(self.workflow, self.identity, self.state)
             await self.store.save_workflow(workflow_record)
             await self.store.upsert_run(run_record)
+            reused = reused_attempts(self.identity.uid, self.state)
+            if reused:
+                await self.store.upsert_attempts(reused)
         observations: list[Observation] = []
         try:
             while True:
