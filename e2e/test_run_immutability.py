@@ -93,7 +93,7 @@ def test_what_a_run_runs_cannot_change_but_its_controls_can(
         proc = _patch(kubectl, namespace, RUNS, "ci-1", patch)
         assert proc.returncode != 0
         assert f"spec.{field} is immutable" in proc.stderr, proc.stderr
-        assert "except suspend, cancel, ttlSecondsAfterFinished" in proc.stderr
+        assert "except suspend, cancel, skipFinally, ttlSecondsAfterFinished" in proc.stderr
     for patch in (
         {"spec": {"suspend": True}},
         {"spec": {"ttlSecondsAfterFinished": 60}},

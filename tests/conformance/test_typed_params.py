@@ -21,6 +21,7 @@ from tests.conformance.support import doc, phases, run, step
 
 from szal.cli.loading import InputError, convert_param
 from szal.engine.admitting import Admitted, Refused, admit
+from szal.engine.compiled import compile_workflow
 from szal.engine.environment import step_environment
 from szal.engine.state import RunState
 from szal.engine.validation import parse_workflow
@@ -138,7 +139,7 @@ def test_non_string_values_reach_the_environment_as_json() -> None:
     )
     values = {"n": 3, "tags": ["a", "b"], "cfg": {"k": True}, "s": "plain"}
     workflow = resolve_workflow(spec, name="wf", params=values)
-    env = step_environment(workflow, RunState(), "a", 1, run_name="r")
+    env = step_environment(compile_workflow(workflow), RunState(), "a", 1, run_name="r")
     assert env["SZAL_PARAM_N"] == "3"
     assert json.loads(env["SZAL_PARAM_TAGS"]) == ["a", "b"]
     assert json.loads(env["SZAL_PARAM_CFG"]) == {"k": True}

@@ -318,7 +318,7 @@ async def test_changing_what_a_run_runs_is_refused(change: dict[str, Any], field
     with pytest.raises(kopf.AdmissionError) as info:
         await _review_update(old, new)
     assert f"spec.{field} is immutable" in str(info.value)
-    assert "except suspend, cancel, ttlSecondsAfterFinished" in str(info.value)
+    assert "except suspend, cancel, skipFinally, ttlSecondsAfterFinished" in str(info.value)
     assert info.value.code == 422
 
 

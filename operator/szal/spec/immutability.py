@@ -4,13 +4,14 @@ A run executes the workflow and params it was started with (pinned in
 ``status.pinnedSpec``); editing ``workflowRef``, ``workflow`` or ``params``
 later used to be accepted and silently ignored. Now they are refused, twice
 over: by CEL transition rules on the CRD (:mod:`szal.spec.crd`, no webhook
-needed) and by the admission webhook
+needed; all but ``params``, which CEL cannot type) and by the admission webhook
 (:mod:`szal.runners.kubernetes.admission`), with the same message.
 
 Decisions:
 
 * The mutable fields are the controls, listed in :data:`RUN_CONTROL_FIELDS`
-  (``suspend``, ``cancel``, ``ttlSecondsAfterFinished``); every other field
+  (``suspend``, ``cancel``, ``skipFinally`` (set with a cancel),
+  ``ttlSecondsAfterFinished``); every other field
   of :class:`~szal.spec.models.WorkflowRunSpec`, including fields added
   later, is immutable (the rules are generated from the model's fields).
 * Immutable from creation, not from the first status write: a CEL rule
@@ -28,7 +29,7 @@ from typing import Any, Final
 from szal.spec.models import WorkflowRunSpec
 
 #: Wire names of the WorkflowRun spec fields that may change at any time.
-RUN_CONTROL_FIELDS: Final = ("suspend", "cancel", "ttlSecondsAfterFinished")
+RUN_CONTROL_FIELDS: Final = ("suspend", "cancel", "skipFinally", "ttlSecondsAfterFinished")
 
 
 def immutable_run_fields() -> tuple[str, ...]:

@@ -12,7 +12,9 @@ call the webhook only when there is something to check:
 * a **WorkflowRun**: a CREATE, or an UPDATE that changes one of its
   immutable fields (:mod:`szal.spec.immutability`); such an update is
   refused anyway, by the CRD's transition rules first. ``suspend``,
-  ``cancel``, ``ttlSecondsAfterFinished`` and metadata never reach it.
+  ``cancel``, ``skipFinally``, ``ttlSecondsAfterFinished`` and metadata
+  never reach it;
+* a **WorkflowSchedule**: as a Workflow, a CREATE or a ``spec`` change.
 
 The same expressions are in the kustomize base
 (``manifests/base/webhook``) and the Helm chart
@@ -48,4 +50,5 @@ WORKFLOW_RUN_CONDITION: Final = "request.operation != 'UPDATE' || " + " || ".joi
 MATCH_CONDITIONS: Final[dict[str, list[dict[str, str]]]] = {
     "workflows": [{"name": "spec-changed", "expression": WORKFLOW_CONDITION}],
     "workflowruns": [{"name": "not-only-controls", "expression": WORKFLOW_RUN_CONDITION}],
+    "workflowschedules": [{"name": "spec-changed", "expression": WORKFLOW_CONDITION}],
 }
