@@ -216,7 +216,12 @@ def test_workflow_run_columns(crds: None, kubectl: Kubectl, namespace: str) -> N
     )
     stored = kubectl.json("get", "workflowruns.szal.dev", "ci-1", "-n", namespace)
     assert stored["status"]["steps"]["build"]["exitCode"] == 0
-    assert stored["spec"] == {"workflowRef": {"name": "ci"}, "suspend": False, "cancel": False}
+    assert stored["spec"] == {
+        "workflowRef": {"name": "ci"},
+        "suspend": False,
+        "cancel": False,
+        "skipFinally": False,
+    }
 
 
 def test_workflow_columns(crds: None, kubectl: Kubectl, namespace: str) -> None:

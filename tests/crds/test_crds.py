@@ -200,14 +200,16 @@ def test_cel_rules_are_local_to_one_object() -> None:
     run_spec = _schema(workflow_run_crd())["properties"]["spec"]
     rules = [r["rule"] for r in run_spec["x-kubernetes-validations"]]
     assert rules[0] == "has(self.workflowRef) != has(self.workflow)"
-    # The rest are transition rules: every spec field but the controls is immutable,
-    # params (which CEL cannot type: the API server refuses a rule naming it) by the
-    # webhook only.
+    # The rest are transition rules: every spec field but the controls is immutable.
     immutable = [r for r in rules[1:] if "oldSelf" in r]
-    assert len(immutable) == len(rules) - 1 == 2
-    for field in ("workflowRef", "workflow"):
+    assert len(immutable) == len(rules) - 1 == 3
+    for field in ("workflowRef", "workflow", "params"):
         assert any(f"self.{field} == oldSelf.{field}" in r for r in immutable)
-    assert not any("params" in r for r in rules)
+    # params: an object keeping unknown fields, which CEL can compare.
+    assert run_spec["properties"]["params"] == {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
     controls = ("suspend", "cancel", "skipFinally", "ttlSeconds")
     assert not any(c in r for r in rules for c in controls)
     step = _schema(workflow_crd())["properties"]["spec"]["properties"]["steps"]["items"]

@@ -4,7 +4,7 @@ A run executes the workflow and params it was started with (pinned in
 ``status.pinnedSpec``); editing ``workflowRef``, ``workflow`` or ``params``
 later used to be accepted and silently ignored. Now they are refused, twice
 over: by CEL transition rules on the CRD (:mod:`szal.spec.crd`, no webhook
-needed; all but ``params``, which CEL cannot type) and by the admission webhook
+needed) and by the admission webhook
 (:mod:`szal.runners.kubernetes.admission`), with the same message.
 
 Decisions:
