@@ -145,7 +145,9 @@ def test_a_valid_matrix_has_no_issue() -> None:
 def test_a_foreach_that_gives_no_usable_list_is_refused_at_admission(
     value: Any, expected: str
 ) -> None:
-    spec = {"params": [{"name": "xs"}], "steps": [step("t", forEach="params.xs")]}
+    # An untyped param with no default is a string: 3 needs a declared type to get here.
+    declared = {"name": "xs", "type": "integer"} if isinstance(value, int) else {"name": "xs"}
+    spec = {"params": [declared], "steps": [step("t", forEach="params.xs")]}
     assert texts(spec) == []  # only the run's params show it
     assert refused(spec, {"xs": value}) == [f"step 't': forEach: {expected}"]
 

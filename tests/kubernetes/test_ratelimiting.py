@@ -88,6 +88,7 @@ async def test_a_burst_through_the_applier_is_paced_and_429s_are_retries_not_fai
     from tests.kubernetes.run_api import RunApi
 
     from szal.engine.actions import AttemptRef, Launch, Plan
+    from szal.engine.compiled import compile_workflow
     from szal.engine.state import RunState, StepState
     from szal.engine.workflow import resolve_workflow
     from szal.runners.kubernetes.applying import PlanApplier
@@ -115,10 +116,11 @@ async def test_a_burst_through_the_applier_is_paced_and_429s_are_retries_not_fai
         applier.attach(wf)
         state = RunState(steps={s.name: StepState() for s in wf.steps})
         launches = tuple(Launch(AttemptRef(s.name, 1), s, s.command, None) for s in wf.steps)
-        await applier.apply(Plan(actions=launches), wf, state)
+        compiled = compile_workflow(wf)
+        await applier.apply(Plan(actions=launches), compiled, state)
         assert applier.take_observations() == []  # no launch failed
         assert applier.retrying  # the three refused ones go out again
-        await applier.apply(Plan(), wf, state)
+        await applier.apply(Plan(), compiled, state)
         assert not applier.retrying
     created = [path for path, _ in fake.requests("POST")]
     assert len(created) == n + 3
