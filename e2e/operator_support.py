@@ -44,8 +44,16 @@ def ensure_crds(kubectl: Kubectl) -> None:
         return
     kubectl("apply", "-f", str(REPO / "crds"))
     for name in ("workflows.szal.dev", "workflowruns.szal.dev", "workflowschedules.szal.dev"):
-        kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        # Not `kubectl wait`: right after a create the CRD has no status.conditions
+        # yet, and kubectl wait then fails ("accessor error") instead of waiting.
+        wait_for(lambda name=name: _established(kubectl, name), f"CRD {name} Established", 60)
     _crds_installed = True
+
+
+def _established(kubectl: Kubectl, name: str) -> bool:
+    crd = kubectl.get("crd", name) or {}
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
 def free_port() -> int:
