@@ -13,7 +13,6 @@ unless ``--name`` is given; ``--watch`` follows it as ``szal get --watch``.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from szal.cli.cluster_api import (
     RUNS,
@@ -23,7 +22,7 @@ from szal.cli.cluster_api import (
     phase_of,
     run_cluster_command,
 )
-from szal.cli.commanding import EXIT_FAILED, EXIT_OK, Subcommand
+from szal.cli.commanding import Subcommand
 
 RETRY_OF = "szal.dev/retry-of"
 
@@ -39,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     async def body(cluster: Cluster) -> int:
-        from szal.cli.cluster_watch import follow
+        from szal.cli.cluster_watch import announce_created
         from szal.engine.retrying import retry_problem
         from szal.runners.kubernetes.client import AlreadyExists
         from szal.runners.kubernetes.pinning import decode_pinned
@@ -78,12 +77,7 @@ def handle(args: argparse.Namespace) -> int:
                 f"run {args.name!r} already exists in namespace {cluster.namespace}"
             ) from None
         name = str(created["metadata"]["name"])
-        out = sys.stderr if args.watch else sys.stdout
-        print(f"workflowrun.szal.dev/{name} created (retry of {args.run})", file=out)
-        if not args.watch:
-            return EXIT_OK
-        final = await follow(cluster, name)
-        return EXIT_OK if phase_of(final) == "Succeeded" else EXIT_FAILED
+        return await announce_created(cluster, name, args.watch, f" (retry of {args.run})")
 
     return run_cluster_command(args, body)
 

@@ -28,10 +28,9 @@ from szal.cli.cluster_api import (
     ClusterError,
     JsonDict,
     add_cluster_arguments,
-    phase_of,
     run_cluster_command,
 )
-from szal.cli.commanding import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Subcommand
+from szal.cli.commanding import EXIT_INVALID, Subcommand
 
 FROM_KINDS = ("workflow", "workflows", "workflow.szal.dev", "workflows.szal.dev")
 
@@ -174,7 +173,7 @@ def handle(args: argparse.Namespace) -> int:
         return EXIT_INVALID
 
     async def body(cluster: Cluster) -> int:
-        from szal.cli.cluster_watch import follow
+        from szal.cli.cluster_watch import announce_created
         from szal.runners.kubernetes.client import AlreadyExists
 
         manifest = await (_from_workflow if args.source else _from_file)(cluster, args, options)
@@ -187,11 +186,7 @@ def handle(args: argparse.Namespace) -> int:
                 " (--generate-name makes a unique one)"
             ) from None
         name = str(created["metadata"]["name"])
-        print(f"workflowrun.szal.dev/{name} created", file=sys.stderr if args.watch else sys.stdout)
-        if not args.watch:
-            return EXIT_OK
-        final = await follow(cluster, name)
-        return EXIT_OK if phase_of(final) == "Succeeded" else EXIT_FAILED
+        return await announce_created(cluster, name, args.watch)
 
     return run_cluster_command(args, body)
 

@@ -170,3 +170,16 @@ async def follow(cluster: Cluster, name: str) -> JsonDict:
         return await watch_run(cluster, name, view)
     finally:
         view.close()
+
+
+async def announce_created(cluster: Cluster, name: str, watch: bool, note: str = "") -> int:
+    """Say a run was created (stderr when watching) and, with ``watch``, follow it.
+
+    The exit code of ``submit`` and ``retry``: 0, or with ``watch`` 0 only
+    when the run Succeeded.
+    """
+    print(f"workflowrun.szal.dev/{name} created{note}", file=sys.stderr if watch else sys.stdout)
+    if not watch:
+        return 0
+    final = await follow(cluster, name)
+    return 0 if phase_of(final) == "Succeeded" else 1
